@@ -1,0 +1,114 @@
+"""The ``switchyard`` command and ``python -m dynamo.nemo_switchyard``.
+
+Flags are generated from ``Settings`` so flags, environment variables and config
+file keys always match. Only flags the user typed are passed on, which is what
+lets environment and file values show through (flag > env > file > default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import types
+import typing
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from . import __version__
+from .config import ENV_PREFIX, ConfigError, Settings, load_settings
+from .routers.base import RouterError
+
+PROG = "switchyard"
+
+
+def _field_type(annotation: Any) -> tuple[Any, list[str] | None]:
+    """argparse type and choices for a settings field's annotation."""
+    args = typing.get_args(annotation)
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        annotation = next(arg for arg in args if arg is not type(None))
+        return _field_type(annotation)
+    if origin is typing.Literal:
+        return str, [str(arg) for arg in args]
+    if origin is dict or annotation is dict:
+        return _json_object, None
+    return annotation, None
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object")
+    return value
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per setting, documented with its environment variable and default."""
+    parser.add_argument(
+        "--config", metavar="FILE", default=os.environ.get(ENV_PREFIX + "CONFIG"),
+        help=f"YAML or TOML file with settings (keys as flag names); env {ENV_PREFIX}CONFIG.",
+    )
+    for name, field in Settings.model_fields.items():
+        kind, choices = _field_type(field.annotation)
+        default = "required" if field.is_required() else f"default: {field.get_default(call_default_factory=True)!r}"
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            type=kind,
+            choices=choices,
+            default=argparse.SUPPRESS,
+            metavar=name.upper() if choices is None else None,
+            help=f"{field.description} [{default}; env {ENV_PREFIX}{name.upper()}]",
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="LLM routing proxy: sends each prompt to a strong or a weak model.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+    serve = commands.add_parser("serve", help="Run the routing proxy.", description="Run the routing proxy.")
+    add_settings_arguments(serve)
+    serve.set_defaults(handler=_serve)
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    values = {name: getattr(args, name) for name in Settings.model_fields if hasattr(args, name)}
+    return load_settings(values, args.config)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .server import run
+
+    return run(settings_from_args(args))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``switchyard COMMAND [flags]``."""
+    args = build_parser().parse_args(argv)
+    return _run(args.handler, args)
+
+
+def serve_main(argv: Sequence[str] | None = None) -> int:
+    """``python -m dynamo.nemo_switchyard [flags]``: the server, without a subcommand."""
+    parser = argparse.ArgumentParser(prog="python -m dynamo.nemo_switchyard", description="Run the Switchyard routing proxy.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    add_settings_arguments(parser)
+    return _run(_serve, parser.parse_args(argv))
+
+
+def _run(handler: Any, args: argparse.Namespace) -> int:
+    try:
+        return handler(args)
+    except (ConfigError, RouterError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
