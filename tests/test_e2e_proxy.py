@@ -266,3 +266,17 @@ def test_several_workers_share_the_port_and_the_counters(start_switchyard, fake_
         assert request(server.url, "POST", "/v1/chat/completions", json.dumps(CHAT).encode())[0] == 200
     stats = json.loads(http_get(server.url + "/stats")[1])
     assert stats["total"] == 20
+
+
+def test_stream_idle_timeout_cuts_a_stalled_stream(start_switchyard, fake_backend):
+    server = start_switchyard("--router-type", "random", "--idle-timeout", "0.5", "--first-byte-timeout", "5", backend=fake_backend)
+    body = json.dumps({**CHAT, "stream": True}).encode()
+    started = time.monotonic()
+    with pytest.raises(http.client.IncompleteRead):
+        request(server.url, "POST", "/v1/chat/completions", body, {"x-fake-interval": "2", "x-fake-chunks": "3"}, timeout=10)
+    assert time.monotonic() - started < 4
+    # A stream whose chunks come faster than the idle timeout is not cut, however long it lasts.
+    status, _, data = request(server.url, "POST", "/v1/chat/completions", body, {"x-fake-interval": "0.1", "x-fake-chunks": "10"})
+    assert status == 200 and data.endswith(b"data: [DONE]\n\n")
+    metrics = http_get(server.url + "/metrics")[1].decode()
+    assert 'switchyard_upstream_errors_total{kind="idle_timeout"} 1.0' in metrics

@@ -253,10 +253,10 @@ class Handlers:
 
 
 async def _read_chunk(read: Any, idle: float) -> bytes:
+    """Await a body read, turning aiohttp's failures into UpstreamError (idle timeout: sock_read)."""
     try:
-        async with asyncio.timeout(idle):
-            return await read
-    except asyncio.TimeoutError:
+        return await read
+    except aiohttp.SocketTimeoutError:
         raise UpstreamError("idle_timeout", 504, f"the backend sent nothing for {idle:g}s") from None
     except aiohttp.ClientPayloadError as exc:
         raise UpstreamError("reset_mid_body", 502, f"the backend's response broke off: {exc}") from None

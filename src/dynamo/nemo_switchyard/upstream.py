@@ -79,7 +79,9 @@ class Upstream:
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 auto_decompress=False,
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout),
+                # sock_read bounds the wait for response headers; after them, relay() switches it
+                # to the idle timeout. aiohttp resets it on every read, so there is no timer per chunk.
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout, sock_read=self.first_byte_timeout),
                 skip_auto_headers=_SKIP_AUTO_HEADERS,
                 cookie_jar=aiohttp.DummyCookieJar(),
                 trust_env=False,
@@ -95,13 +97,12 @@ class Upstream:
     ) -> aiohttp.ClientResponse:
         """Send a request and return the response once its headers arrived; raise UpstreamError."""
         try:
-            async with asyncio.timeout(self.first_byte_timeout):
-                return await self.session.request(
-                    method, self.url(path_qs), headers=headers, data=body, allow_redirects=False, compress=None
-                )
-        except asyncio.TimeoutError:
+            response = await self.session.request(
+                method, self.url(path_qs), headers=headers, data=body, allow_redirects=False, compress=None
+            )
+        except aiohttp.SocketTimeoutError:
             raise UpstreamError("timeout", 504, f"the backend did not answer within {self.first_byte_timeout:g}s") from None
-        except aiohttp.ServerTimeoutError:  # connect timeout
+        except aiohttp.ConnectionTimeoutError:
             raise UpstreamError("connect_timeout", 502, f"could not connect to the backend at {self.base} within {self.connect_timeout:g}s") from None
         except aiohttp.ClientConnectorError as exc:
             raise UpstreamError("connect", 502, f"cannot reach the backend at {self.base}: {exc.os_error}") from None
@@ -109,6 +110,12 @@ class Upstream:
             raise UpstreamError("disconnected", 502, "the backend closed the connection before answering") from None
         except aiohttp.ClientError as exc:
             raise UpstreamError("protocol", 502, f"bad response from the backend: {exc}") from None
+        if response.connection is not None:
+            protocol = response.connection.protocol
+            if protocol is not None:
+                protocol.read_timeout = self.idle_timeout
+                protocol.start_timeout()
+        return response
 
     async def models(self, timeout: float = 2.0) -> list[dict[str, Any]] | None:
         """The backend's /v1/models entries, or None when it does not answer properly."""

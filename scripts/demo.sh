@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# The main job, on CPU: a real NVIDIA Dynamo frontend with two mocker workers (a strong
+# and a weak model), switchyard in front of it with the default router, and sample
+# requests showing where each prompt went. Everything stops on exit.
+#
+# Usage: scripts/demo.sh            run the samples, then stop
+#        scripts/demo.sh --serve    keep serving on :8080 until Ctrl-C
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SWITCHYARD_PORT=${SWITCHYARD_PORT:-8080}
+export FRONTEND_PORT=${FRONTEND_PORT:-8000}
+export STRONG_MODEL=${STRONG_MODEL:-strong-model}
+export WEAK_MODEL=${WEAK_MODEL:-weak-model}
+
+scripts/setup.sh
+scripts/setup_dynamo.sh
+# shellcheck source=scripts/dynamo_stack.sh
+source scripts/dynamo_stack.sh
+
+switchyard_pid=""
+cleanup() {
+  if [[ -n "$switchyard_pid" ]] && kill -0 "$switchyard_pid" 2>/dev/null; then
+    kill -TERM "$switchyard_pid" 2>/dev/null || true
+    wait "$switchyard_pid" 2>/dev/null || true
+  fi
+  dynamo_stop
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+dynamo_start
+.venv/bin/python -m dynamo.nemo_switchyard \
+  --http-host 127.0.0.1 --http-port "$SWITCHYARD_PORT" --backend-url "$DYNAMO_URL" \
+  --strong-model "$STRONG_MODEL" --weak-model "$WEAK_MODEL" >"$DYNAMO_RUN_DIR/switchyard.log" 2>&1 &
+switchyard_pid=$!
+url="http://127.0.0.1:$SWITCHYARD_PORT"
+for _ in $(seq 100); do
+  curl -sf "$url/ready" >/dev/null && break
+  kill -0 "$switchyard_pid" 2>/dev/null || { cat "$DYNAMO_RUN_DIR/switchyard.log"; exit 1; }
+  sleep 0.1
+done
+curl -sf "$url/ready" >/dev/null || { echo "switchyard did not become ready"; cat "$DYNAMO_RUN_DIR/switchyard.log"; exit 1; }
+echo "switchyard on $url -> Dynamo frontend $DYNAMO_URL"
+echo
+
+ask() {  # ask LABEL STREAM PROMPT
+  local label=$1 stream=$2 prompt=$3 body headers
+  body=$(.venv/bin/python -c 'import json,sys; print(json.dumps({"model": "auto", "max_tokens": 16, "stream": sys.argv[1] == "true",
+    **({"stream_options": {"include_usage": True}} if sys.argv[1] == "true" else {}),
+    "messages": [{"role": "user", "content": sys.argv[2]}]}))' "$stream" "$prompt")
+  headers=$(mktemp)
+  curl -sS -D "$headers" -o "$DYNAMO_RUN_DIR/answer.txt" -H 'Content-Type: application/json' -d "$body" "$url/v1/chat/completions"
+  printf '%-28s stream=%-5s -> %-13s score=%s  (HTTP %s, %s bytes%s)\n' "$label" "$stream" \
+    "$(grep -i '^x-routellm-routed-model:' "$headers" | cut -d' ' -f2 | tr -d '\r')" \
+    "$(grep -i '^x-switchyard-score:' "$headers" | cut -d' ' -f2 | tr -d '\r')" \
+    "$(head -1 "$headers" | cut -d' ' -f2)" "$(wc -c <"$DYNAMO_RUN_DIR/answer.txt")" \
+    "$(grep -q '"usage"' "$DYNAMO_RUN_DIR/answer.txt" && echo ', usage included')"
+  rm -f "$headers"
+}
+
+simple="Hi! How are you today?"
+hard="Prove that for every integer n > 1 the sum 1/1^2 + 1/2^2 + ... + 1/n^2 is less than 2 - 1/n, then write a Python function that checks it numerically for n up to 10^6 and explain its complexity."
+ask "simple prompt" false "$simple"
+ask "simple prompt" true "$simple"
+ask "hard prompt" false "$hard"
+ask "hard prompt" true "$hard"
+echo
+echo "routing counters: $(curl -s "$url/stats")"
+
+if [[ "${1:-}" == "--serve" ]]; then
+  echo "serving on $url (Ctrl-C stops switchyard and Dynamo)"
+  wait "$switchyard_pid"
+fi
