@@ -32,7 +32,7 @@ def _field_type(annotation: Any) -> tuple[Any, list[str] | None]:
         annotation = next(arg for arg in args if arg is not type(None))
         return _field_type(annotation)
     if origin is typing.Literal:
-        return str, [str(arg) for arg in args]
+        return str.lower, [str(arg) for arg in args]  # case-insensitive, like the environment
     if origin is dict or annotation is dict:
         return _json_object, None
     return annotation, None

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from .routers import registry
 
@@ -44,12 +44,12 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="Per-router options, keyed by router name (config file or JSON in the environment).",
     )
-    fallback_model: str | None = Field(None, description="Model for requests the router cannot score (default: the strong model).")
+    fallback_model: str | None = Field(None, min_length=1, description="Model for requests the router cannot score (default: the strong model).")
     virtual_model_name: str = Field("auto", min_length=1, description="Model name that asks for routing.")
     prompt_scope: Literal["last-user", "conversation"] = Field(
         "last-user", description="What the router scores: the last user message, or the whole conversation."
     )
-    random_seed: int = Field(0, description="Seed of the random router.")
+    random_seed: int = Field(0, ge=-(2**63), lt=2**63, description="Seed of the random router.")
     router_timeout: float = Field(1.0, gt=0, description="Seconds the router may take before the request goes to the fallback model.")
     router_batch_size: int = Field(64, ge=1, description="Most prompts a router scores in one batch.")
     connect_timeout: float = Field(10.0, gt=0, description="Seconds to connect to the backend (then 502).")
@@ -141,8 +141,9 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
             import yaml
 
             data = yaml.safe_load(text) or {}
-    except Exception as exc:  # the parsers' messages name the line
-        raise ConfigError(f"config file {path} is not valid {'TOML' if path.suffix == '.toml' else 'YAML'}: {exc}") from None
+    except Exception as exc:  # the parsers' messages name the line; keep them on one line
+        message = " ".join(str(exc).split())
+        raise ConfigError(f"config file {path} is not valid {'TOML' if path.suffix == '.toml' else 'YAML'}: {message}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of setting names to values")
     data = data.get("switchyard", data) if isinstance(data.get("switchyard"), dict) else data
@@ -156,6 +157,8 @@ def load_settings(cli_values: dict[str, Any] | None = None, config_file: str | P
         return Settings(**(cli_values or {}))
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
+    except SettingsError as exc:  # an environment value that is not valid JSON for a structured setting
+        raise ConfigError(f"invalid configuration: {exc} (structured settings take JSON, e.g. {ENV_PREFIX}ROUTER_OPTIONS='{{\"random\": {{}}}}')") from None
     finally:
         _FileSource.values = {}
 
@@ -172,5 +175,6 @@ def _describe(exc: ValidationError) -> str:
             problems.append(f"unknown setting {name!r} in the config file")
         else:
             message = error["msg"].removeprefix("Value error, ")
-            problems.append(f"{flag} {message} (got {error.get('input')!r})" if "got" not in message else f"{flag} {message}")
+            got = "" if "got" in message else f" (got {error.get('input')!r})"
+            problems.append(f"{flag} / {env}: {message[:1].lower()}{message[1:]}{got}")
     return "invalid configuration: " + "; ".join(problems)

@@ -85,7 +85,9 @@ def content_text(content: Any) -> str:
         for part in content:
             if isinstance(part, str):
                 texts.append(part)
-            elif isinstance(part, dict) and part.get("type") in _TEXT_PART_TYPES and isinstance(part.get("text"), str):
-                texts.append(part["text"])
+            elif isinstance(part, dict):
+                kind, text = part.get("type"), part.get("text")
+                if isinstance(kind, str) and kind in _TEXT_PART_TYPES and isinstance(text, str):
+                    texts.append(text)
         return "\n".join(texts)
     return ""

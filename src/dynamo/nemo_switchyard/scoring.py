@@ -29,6 +29,7 @@ class Scorer:
         self.batch_size = batch_size
         self._concurrency = concurrency
         self._queue: list[tuple[str, asyncio.Future[float]]] = []
+        self._running: set[asyncio.Future[float]] = set()
         self._wakeup: asyncio.Event | None = None
         self._workers: list[asyncio.Task[None]] = []
         self._executor: ThreadPoolExecutor | None = None
@@ -65,6 +66,7 @@ class Scorer:
             if not batch:
                 continue
             prompts = [prompt for prompt, _ in batch]
+            self._running.update(future for _, future in batch)
             try:
                 scores = await self.router.ascore_batch(prompts)
                 if scores is None:
@@ -76,6 +78,8 @@ class Scorer:
                     if not future.done():
                         future.set_exception(error)
                 continue
+            finally:
+                self._running.difference_update(future for _, future in batch)
             for (_, future), value in zip(batch, scores):
                 if not future.done():
                     future.set_result(value)
@@ -87,9 +91,10 @@ class Scorer:
         self._workers = []
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
-        for _, future in self._queue:
+        for future in [*self._running, *(future for _, future in self._queue)]:
             future.cancel()
         self._queue = []
+        self._running.clear()
 
 
 def _checked(scores: Sequence[float], expected: int = 1) -> list[float]:

@@ -40,6 +40,8 @@ class UpstreamError(Exception):
 
 
 def _filtered(headers: Mapping[str, str], drop: frozenset[str] | set[str]) -> CIMultiDict[str]:
+    if not hasattr(headers, "getall"):
+        headers = CIMultiDict(headers)
     named_in_connection = {
         token.strip().lower() for value in headers.getall("connection", ()) for token in value.split(",")  # type: ignore[attr-defined]
     } if "connection" in headers else set()

@@ -12,7 +12,7 @@ from typing import Any
 
 from .base import Router
 
-_SCALE = float(1 << 64)
+_STEP = 2.0**-53
 
 
 class RandomRouter(Router):
@@ -31,4 +31,4 @@ class RandomRouter(Router):
 
     def _score(self, prompt: str) -> float:
         digest = hashlib.blake2b(prompt.encode("utf-8", "surrogatepass"), digest_size=8, key=self._salt).digest()
-        return int.from_bytes(digest, "little") / _SCALE
+        return (int.from_bytes(digest, "little") >> 11) * _STEP  # 53 bits: exactly representable, < 1

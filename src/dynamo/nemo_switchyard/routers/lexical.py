@@ -1,0 +1,284 @@
+"""A fast lexical router: cheap prompt features -> logistic model -> calibrated score.
+
+Pure Python (no numpy), a few to a few tens of microseconds per prompt, so it runs
+inline on the event loop.
+
+Features (computed on a window of the prompt: the whole prompt up to
+``MAX_CHARS`` characters, else its first ``HEAD_CHARS`` and last ``TAIL_CHARS``):
+
+* size: log of characters, words and lines, a "tiny prompt" hinge ``max(0, 1 - chars / 80)`` (of the full prompt; words and lines
+  are extrapolated from the window for long prompts), mean word length;
+* character classes (ratios to the window length): digits, upper case, math
+  operators ``+-*/=<>^``, brackets, ``\\`` and ``$`` (LaTeX), punctuation, non-ASCII;
+* LaTeX / math markers (``\\frac``, ``\\sqrt``, ``$``, ``^{``, ...), code markers
+  (``def``, ``return``, ``import``, fenced code, indentation, ``{``/``;`` line ends, ...);
+* multiple-choice options (lines ``A.`` / ``A)`` / ``(A)``), question marks,
+  numbers (count, longest), and indicator groups of question / task words
+  (what/why/how, explain, prove, compute/solve, write/implement, code, creative,
+  debug, step-by-step);
+* bag of words: lower-cased word unigrams (runs of ASCII letters/digits and
+  non-ASCII bytes), looked up in a vocabulary that ships with the weights (only
+  words that carried weight in training); the weights of all tokens are summed
+  (term frequency) and divided by ``sqrt(number of tokens + 1)``.
+
+Everything works on the UTF-8 bytes of the window with C-level ``bytes``
+operations (``translate``, ``split``, ``count``, set intersections), which is what
+keeps it at a few tens of microseconds even for long prompts.
+
+The model is a logistic regression. Its target (see ``scripts/train_lexical.py``)
+is the probability that a strong model is needed: for a prompt of a training set,
+``P(random strong model correct) * P(random weak model wrong)``, where the strong
+models are the best quarter of that set's models and the weak models the weaker
+half (by mean outcome on the set).
+
+Calibration: the raw logit is mapped through the empirical CDF of the logits on
+the training mix (every training set weighted equally), stored as quantiles, with
+sigmoid tails beyond the 0.5 % / 99.5 % quantiles. So a score is roughly "the
+share of such prompts that look easier than this one": threshold 0.5 sends about
+half of a mixed prompt set to the strong model, threshold 0.8 about 20 %.
+The mapping is strictly increasing, so it does not change the ranking (APGR).
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+import operator
+import os
+import re
+from collections.abc import Sequence
+from itertools import repeat
+from typing import Any
+
+from .base import Router, RouterError
+
+DEFAULT_WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lexical_weights.json")
+FORMAT = "switchyard-lexical-v2"
+
+MAX_CHARS = 1000
+HEAD_CHARS = 700
+TAIL_CHARS = 300
+
+
+def _table(keep: bytes, other: int = 32) -> bytes:
+    """A bytes.translate table: ASCII letters lower-cased, ``keep`` and non-ASCII kept, the rest -> ``other``."""
+    t = bytearray([other]) * 256
+    for c in range(128, 256):
+        t[c] = c
+    for c in b"abcdefghijklmnopqrstuvwxyz0123456789" + keep:
+        t[c] = c
+    for c in b"ABCDEFGHIJKLMNOPQRSTUVWXYZ":
+        t[c] = c + 32
+    return bytes(t)
+
+
+_WORDS = _table(b"")  # words: runs of letters / digits / non-ASCII bytes, lower-cased
+_DIGIT_RUNS = bytes(c if 48 <= c <= 57 else 32 for c in range(256))
+_OPTION_RE = re.compile(rb"\n[ \t]*\(?[A-J][.)][ \t]")
+
+_DIGITS = b"0123456789"
+_UPPER = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_MATHOPS = b"+-*/=<>^"
+_BRACKETS = b"(){}[]"
+_LATEX = b"\\$"
+_PUNCT = b".,;:!?'\""
+
+_LATEX_WORDS = frozenset(b"frac dfrac tfrac sqrt cdot leq geq infty binom mathbf mathrm overline ldots cdots".split())
+_LATEX_SYMBOLS = (b"$", b"^{", b"_{", b"\\(", b"\\[")
+_CODE_WORDS = frozenset(
+    b"def return import class print function lambda const var self elif python java javascript sql".split()
+)
+_CODE_SYMBOLS = (b"```", b"{\n", b";\n", b"\n    ", b"\t", b"==", b"=>", b"</", b"#include", b"()")
+_WORD_GROUPS = tuple(
+    frozenset(g.encode().split())
+    for g in (
+        "what why how which who when where",
+        "explain describe discuss compare summarize summarise",
+        "prove proof derive justify",
+        "calculate compute find determine evaluate solve simplify",
+        "write implement create generate build design",
+        "code python javascript sql java rust script program function",
+        "story poem essay email letter joke song",
+        "fix debug error bug exception",
+        "step reason think",
+    )
+)
+
+FEATURE_NAMES: tuple[str, ...] = (
+    "log_chars", "tiny", "log_words", "log_lines", "mean_word_len",
+    "r_digits", "r_upper", "r_mathops", "r_brackets", "r_latex", "r_punct", "r_nonascii",
+    "n_latex_markers", "n_code_markers", "has_code",
+    "log_options", "has_options", "log_qmarks", "log_numbers", "max_number_len",
+    "g_wh", "g_explain", "g_prove", "g_compute", "g_write", "g_code", "g_creative", "g_debug", "g_reason",
+)
+
+
+def window(prompt: str) -> str:
+    """The part of the prompt the features look at (head and tail of long prompts)."""
+    if len(prompt) <= MAX_CHARS:
+        return prompt
+    return prompt[:HEAD_CHARS] + "\n" + prompt[-TAIL_CHARS:]
+
+
+def analyze(prompt: str) -> tuple[list[float], list[bytes]]:
+    """Dense features (order of ``FEATURE_NAMES``) and word tokens (lower-cased UTF-8 bytes) of a prompt."""
+    win = window(prompt)
+    b = win.encode("utf-8", "surrogatepass")
+    toks = b.translate(_WORDS).split()
+    uni = frozenset(toks)
+    n_full = len(prompt)
+    n_chars = len(win) or 1
+    n = len(b) or 1
+    scale = n_full / n_chars if n_full > n_chars else 1.0
+    words = len(toks)
+    lines = b.count(b"\n") + 1
+    numbers = b.translate(_DIGIT_RUNS).split()
+    max_num = max(map(len, numbers)) if numbers else 0
+    options = len(_OPTION_RE.findall(b"\n" + b))
+    latex = len(_LATEX_WORDS & uni)
+    for m in _LATEX_SYMBOLS:
+        if m in b:
+            latex += 1
+    code = len(_CODE_WORDS & uni)
+    for m in _CODE_SYMBOLS:
+        if m in b:
+            code += 1
+    feats = [
+        math.log1p(n_full),
+        max(0.0, 1.0 - n_full / 80.0),
+        math.log1p(words * scale),
+        math.log1p(lines * scale),
+        (n - b.count(b" ") - lines + 1) / (words or 1),
+        (n - len(b.translate(None, _DIGITS))) / n,
+        (n - len(b.translate(None, _UPPER))) / n,
+        (n - len(b.translate(None, _MATHOPS))) / n,
+        (n - len(b.translate(None, _BRACKETS))) / n,
+        (n - len(b.translate(None, _LATEX))) / n,
+        (n - len(b.translate(None, _PUNCT))) / n,
+        (n - n_chars) / n,
+        float(latex),
+        float(code),
+        1.0 if code >= 3 else 0.0,
+        math.log1p(options),
+        1.0 if options >= 2 else 0.0,
+        math.log1p(b.count(b"?")),
+        math.log1p(len(numbers)),
+        float(min(max_num, 12)),
+    ]
+    for group in _WORD_GROUPS:
+        feats.append(0.0 if group.isdisjoint(uni) else 1.0)
+    return feats, toks
+
+
+class LexicalRouter(Router):
+    """Logistic model over cheap lexical features; scores are calibrated to training-mix quantiles."""
+
+    name = "lexical"
+    inline = True
+
+    def __init__(self, weights_path: str | None = None, weights: dict[str, Any] | None = None):
+        if weights is None:
+            path = weights_path or DEFAULT_WEIGHTS
+            try:
+                with open(path, encoding="utf-8") as f:
+                    weights = json.load(f)
+            except OSError as exc:
+                raise RouterError(f"lexical router: cannot read weights file {path!r} ({exc})") from exc
+            except json.JSONDecodeError as exc:
+                raise RouterError(f"lexical router: weights file {path!r} is not valid JSON ({exc})") from exc
+        self._load(weights)
+
+    @classmethod
+    def from_config(cls, *, checkpoint_path: str | None = None, options: dict[str, Any] | None = None) -> "LexicalRouter":
+        """``checkpoint_path`` may name a weights JSON file or a folder holding ``lexical_weights.json``."""
+        options = dict(options or {})
+        path = options.pop("weights_path", None) or checkpoint_path
+        if path and os.path.isdir(path):
+            path = os.path.join(path, "lexical_weights.json")
+        if options:
+            raise RouterError(f"lexical router: unknown options {sorted(options)} (accepted: weights_path)")
+        return cls(weights_path=path)
+
+    def _load(self, w: dict[str, Any]) -> None:
+        try:
+            if w.get("format") != FORMAT:
+                raise RouterError(f"lexical router: weights format {w.get('format')!r}, expected {FORMAT!r}")
+            if tuple(w["feature_names"]) != FEATURE_NAMES:
+                raise RouterError("lexical router: weights were trained for a different feature set; retrain")
+            self._bias = float(w["bias"])
+            self._dense = [float(x) for x in w["dense"]]
+            self._uni = {str(k).encode("utf-8", "surrogatepass"): float(v) for k, v in w["unigrams"].items()}
+            cal = w["calibration"]
+            self._q = [float(x) for x in cal["logit_quantiles"]]
+            self._p = [float(x) for x in cal["probs"]]
+            self._tail = float(cal["tail_scale"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RouterError(f"lexical router: malformed weights ({exc!r})") from exc
+        if len(self._dense) != len(FEATURE_NAMES) or len(self._q) != len(self._p) or len(self._q) < 2:
+            raise RouterError("lexical router: malformed weights (length mismatch)")
+        if any(b <= a for a, b in zip(self._q, self._q[1:])) or self._tail <= 0:
+            raise RouterError("lexical router: calibration quantiles must be strictly increasing")
+        self.meta = w.get("meta", {})
+
+    # -- scoring -----------------------------------------------------------------------------------
+
+    def logit(self, prompt: str) -> float:
+        """Uncalibrated logit of "strong model needed"."""
+        feats, toks = analyze(prompt)
+        text = sum(map(self._uni.get, toks, repeat(0.0)))
+        return self._bias + sum(map(operator.mul, self._dense, feats)) + text / math.sqrt(len(toks) + 1)
+
+    def calibrate(self, z: float) -> float:
+        """Map a logit to [0, 1] through the training-mix CDF (strictly increasing)."""
+        q, p = self._q, self._p
+        if z <= q[0]:
+            return p[0] * 2.0 / (1.0 + math.exp(-(z - q[0]) / self._tail)) if z > q[0] - 700 * self._tail else 0.0
+        if z >= q[-1]:
+            d = (z - q[-1]) / self._tail
+            return 1.0 - (1.0 - p[-1]) * 2.0 / (1.0 + math.exp(d)) if d < 700 else 1.0
+        i = bisect.bisect_right(q, z)
+        a, b = q[i - 1], q[i]
+        return p[i - 1] + (p[i] - p[i - 1]) * (z - a) / (b - a)
+
+    def score(self, prompt: str) -> float:
+        return self.calibrate(self.logit(prompt))
+
+    def score_batch(self, prompts: Sequence[str]) -> list[float]:
+        score = self.score
+        return [score(p if isinstance(p, str) else str(p)) for p in prompts]
+
+
+def _bench(argv: Sequence[str] | None = None) -> None:
+    """Per-prompt latency: ``python -m dynamo.nemo_switchyard.routers.lexical [corpus .jsonl(.gz) ...]``."""
+    import argparse
+    import gzip
+    import statistics
+    import time
+
+    ap = argparse.ArgumentParser(description="Measure the lexical router's per-prompt scoring latency.")
+    ap.add_argument("files", nargs="*", help="routing-corpus files (default: a few synthetic prompts)")
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args(argv)
+    sets: dict[str, list[str]] = {}
+    for path in args.files:
+        with (gzip.open if path.endswith(".gz") else open)(path, "rt", encoding="utf-8") as f:
+            sets[os.path.basename(path).split(".")[0]] = [json.loads(line)["prompt"] for line in f if line.strip()]
+    sets["synthetic-short"] = ["hi", "What is the capital of France?", "Tell me a joke."] * 100
+    sets["synthetic-100KB"] = ["Solve $x^2 + 1 = 0$ and explain. " * 3000] * 20
+    router = LexicalRouter()
+    print(f"{'set':22s} {'n':>6s} {'mean chars':>10s} {'mean us':>8s} {'p50 us':>7s} {'p99 us':>7s} {'max us':>7s}")
+    for name, prompts in sets.items():
+        times = []
+        for _ in range(args.repeat):
+            for p in prompts:
+                t0 = time.perf_counter()
+                router.score_batch([p])
+                times.append((time.perf_counter() - t0) * 1e6)
+        times.sort()
+        print(f"{name:22s} {len(prompts):6d} {statistics.mean(map(len, prompts)):10.0f} {statistics.mean(times):8.1f} "
+              f"{times[len(times) // 2]:7.1f} {times[int(len(times) * 0.99)]:7.1f} {times[-1]:7.1f}")
+
+
+if __name__ == "__main__":
+    _bench()

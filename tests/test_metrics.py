@@ -1,0 +1,163 @@
+"""Unit tests for dynamo.nemo_switchyard.metrics: counters, /stats and the exposition."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from dynamo.nemo_switchyard.metrics import CONTENT_TYPE, Metrics
+
+
+@pytest.fixture
+def metrics(monkeypatch: pytest.MonkeyPatch) -> Metrics:
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    return Metrics()
+
+
+def _samples(m: Metrics) -> dict[tuple[str, tuple], float]:
+    out = {}
+    for family in text_string_to_metric_families(m.exposition().decode()):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def test_not_multiprocess_by_default(metrics: Metrics):
+    assert metrics.multiprocess is False
+
+
+def test_exposition_names(metrics: Metrics):
+    metrics.requests.labels("strong", "200").inc()
+    metrics.scores.labels("random").observe(0.3)
+    metrics.routing_latency.observe(0.001)
+    metrics.upstream_ttfb.labels("m").observe(0.1)
+    metrics.upstream_duration.labels("m").observe(0.2)
+    metrics.in_flight.inc()
+    metrics.upstream_errors.labels("connect").inc()
+    metrics.fallbacks.labels("empty_prompt").inc()
+    text = metrics.exposition().decode()
+    for name in (
+        "switchyard_requests_total",
+        "switchyard_router_score_bucket",
+        "switchyard_router_score_count",
+        "switchyard_routing_latency_seconds_bucket",
+        "switchyard_routing_latency_seconds_sum",
+        "switchyard_upstream_ttfb_seconds_bucket",
+        "switchyard_upstream_duration_seconds_bucket",
+        "switchyard_in_flight_requests",
+        "switchyard_upstream_errors_total",
+        "switchyard_fallbacks_total",
+    ):
+        assert f"\n{name}" in "\n" + text, name
+    for name, kind in (
+        ("switchyard_requests_total", "counter"),
+        ("switchyard_router_score", "histogram"),
+        ("switchyard_routing_latency_seconds", "histogram"),
+        ("switchyard_upstream_ttfb_seconds", "histogram"),
+        ("switchyard_upstream_duration_seconds", "histogram"),
+        ("switchyard_in_flight_requests", "gauge"),
+        ("switchyard_upstream_errors_total", "counter"),
+        ("switchyard_fallbacks_total", "counter"),
+    ):
+        assert f"# TYPE {name} {kind}\n" in text, name
+
+
+def test_content_type_is_prometheus_text():
+    assert CONTENT_TYPE.startswith("text/plain")
+
+
+def test_exposition_has_only_switchyard_metrics(metrics: Metrics):
+    families = [f.name for f in text_string_to_metric_families(metrics.exposition().decode())]
+    assert families and all(name.startswith("switchyard_") for name in families)
+
+
+def test_counters_increment_with_labels(metrics: Metrics):
+    metrics.requests.labels("strong", "200").inc()
+    metrics.requests.labels("strong", "200").inc()
+    metrics.requests.labels("weak", "200").inc()
+    metrics.fallbacks.labels("router_timeout").inc(3)
+    metrics.upstream_errors.labels("timeout").inc()
+    s = _samples(metrics)
+    assert s[("switchyard_requests_total", (("decision", "strong"), ("status", "200")))] == 2
+    assert s[("switchyard_requests_total", (("decision", "weak"), ("status", "200")))] == 1
+    assert s[("switchyard_fallbacks_total", (("reason", "router_timeout"),))] == 3
+    assert s[("switchyard_upstream_errors_total", (("kind", "timeout"),))] == 1
+
+
+def test_in_flight_gauge(metrics: Metrics):
+    metrics.in_flight.inc()
+    metrics.in_flight.inc()
+    metrics.in_flight.dec()
+    assert _samples(metrics)[("switchyard_in_flight_requests", ())] == 1
+
+
+def test_histograms_observe(metrics: Metrics):
+    metrics.scores.labels("lexical").observe(0.42)
+    metrics.scores.labels("lexical").observe(0.97)
+    s = _samples(metrics)
+    key = (("router", "lexical"),)
+    assert s[("switchyard_router_score_count", key)] == 2
+    assert s[("switchyard_router_score_sum", key)] == pytest.approx(1.39)
+    assert s[("switchyard_router_score_bucket", (("le", "0.45"), ("router", "lexical")))] == 1
+    assert s[("switchyard_router_score_bucket", (("le", "1.0"), ("router", "lexical")))] == 2
+
+
+def test_instances_are_independent(metrics: Metrics):
+    metrics.requests.labels("strong", "200").inc()
+    other = Metrics()
+    assert other.request_counts() == {}
+    assert metrics.request_counts() == {("strong", "200"): 1.0}
+
+
+def test_stats_empty(metrics: Metrics):
+    assert metrics.stats({}) == {
+        "total": 0, "strong": 0, "weak": 0, "fallback": 0, "passthrough": 0, "errors": 0, "strong_fraction": None,
+    }
+
+
+def test_stats_totals_fraction_and_errors(metrics: Metrics):
+    for decision, status, n in [
+        ("strong", "200", 3), ("weak", "200", 5), ("weak", "500", 1), ("fallback", "200", 2),
+        ("passthrough", "404", 1), ("rejected", "400", 2), ("strong", "disconnected", 1),
+    ]:
+        metrics.requests.labels(decision, status).inc(n)
+    stats = metrics.stats({"router": "random", "threshold": 0.5})
+    assert stats["total"] == 15
+    assert stats["strong"] == 4 and stats["weak"] == 6
+    assert stats["fallback"] == 2 and stats["passthrough"] == 1
+    assert stats["errors"] == 1 + 1 + 2 + 1  # 500, 404, 400 and a non-numeric status
+    assert stats["strong_fraction"] == pytest.approx(4 / 10)
+    assert stats["router"] == "random" and stats["threshold"] == 0.5
+
+
+def test_strong_fraction_ignores_fallback_and_passthrough(metrics: Metrics):
+    metrics.requests.labels("fallback", "200").inc(10)
+    metrics.requests.labels("passthrough", "200").inc(10)
+    assert metrics.stats({})["strong_fraction"] is None
+    metrics.requests.labels("strong", "200").inc()
+    assert metrics.stats({})["strong_fraction"] == 1.0
+
+
+def test_request_counts(metrics: Metrics):
+    metrics.requests.labels("weak", "200").inc(2)
+    metrics.requests.labels("weak", "502").inc()
+    assert metrics.request_counts() == {("weak", "200"): 2.0, ("weak", "502"): 1.0}
+
+
+def test_multiprocess_mode_sums_over_processes(tmp_path, monkeypatch: pytest.MonkeyPatch):
+    # Two Metrics writing to one multiprocess directory report each other's counts.
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    from prometheus_client import values
+
+    values.ValueClass = values.get_value_class()
+    try:
+        m = Metrics()
+        assert m.multiprocess is True
+        m.requests.labels("strong", "200").inc(2)
+        m.requests.labels("weak", "200").inc()
+        assert m.request_counts() == {("strong", "200"): 2.0, ("weak", "200"): 1.0}
+        assert b"switchyard_requests_total" in m.exposition()
+        assert m.stats({})["strong_fraction"] == pytest.approx(2 / 3)
+    finally:
+        monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
+        values.ValueClass = values.get_value_class()
