@@ -1,0 +1,383 @@
+#!/usr/bin/env python
+"""Train (and evaluate) the lexical router's weights.
+
+Needs numpy, scipy and scikit-learn, which the runtime router does not; use a
+throwaway environment, e.g.::
+
+    python -m venv /tmp/trainenv && /tmp/trainenv/bin/pip install numpy scikit-learn
+    PYTHONPATH=src /tmp/trainenv/bin/python scripts/train_lexical.py            # LOSO eval + write weights
+    PYTHONPATH=src /tmp/trainenv/bin/python scripts/train_lexical.py --no-eval  # only write weights
+
+Data: the routing corpus (``--data``, default /work/shared/data/routing). The
+shipped weights are trained on mmlu_pro, math_l5, crux and arena_hard_v1 only;
+routerbench_subset is evaluation-only (unclear licence) and is never trained on.
+
+Target ("strong model needed"), per prompt of a set, using all models of that set:
+rank the set's models by mean outcome; strong = best quarter, weak = weaker half;
+target = mean(strong outcomes) * (1 - mean(weak outcomes)), i.e. the chance that a
+random strong model answers well while a random weak model does not (= the mean
+over all (strong, weak) pairs of P(strong right and weak wrong) for independent
+outcomes). It needs no model-name matching across sets and transfers across pairs.
+``--target difficulty`` uses 1 - mean(weak outcomes) instead.
+
+Anchors: 161 synthetic chit-chat / one-line-trivia prompts (``trivial_prompts``)
+with target 0 and a small weight (``--anchor-weight``), because the benchmarks have
+no such prompts and short benchmark prompts are hard; they are left out of the
+calibration and of every evaluation.
+
+Model: logistic regression on soft labels (each prompt appears as a positive with
+weight t and a negative with weight 1 - t); sets are re-weighted by
+``(n_set)^-alpha`` so the big mmlu_pro set does not swamp the rest.
+
+Calibration: quantiles of the training logits with every set weighted equally;
+the router maps a logit through that CDF (see routers/lexical.py), so threshold
+0.5 sends about half of a mixed prompt set to the strong model.
+
+Evaluation: leave-one-set-out (train on the other training sets, score the held-out
+set) for each training set, plus the final model on routerbench_subset; APGR per
+(strong, weak) pair, random router = 0.5.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from collections import Counter
+
+import numpy as np
+from scipy import sparse
+from sklearn.linear_model import LogisticRegression
+
+from dynamo.nemo_switchyard.evaluation import evaluate, load_labeled, pair_rows
+from dynamo.nemo_switchyard.routers import lexical as lx
+
+TRAIN_SETS = ("mmlu_pro", "math_l5", "crux", "arena_hard_v1")
+EVAL_ONLY = ("routerbench_subset",)
+
+PAIRS = {
+    "mmlu_pro": [
+        ("gpt-4o-2024-05-13", "Meta-Llama-3_1-8B-Instruct"),
+        ("gpt-4o-2024-05-13", "Mixtral-8x7B-Instruct-v0.1"),
+        ("gemini-1.5-pro-002", "Mistral-7B-Instruct-v0.2"),
+    ],
+    "math_l5": [
+        ("gpt-4o-2024-05-13", "Meta-Llama-3.1-8B-Instruct"),
+        ("gpt-4o-2024-05-13", "gpt-3.5-turbo-0125"),
+        ("claude-3-5-sonnet-20240620", "claude-3-haiku-20240307"),
+    ],
+    "crux": [
+        ("gpt-4o-2024-05-13", "Meta-Llama-3.1-8B-Instruct"),
+        ("gpt-4o-2024-05-13", "Mixtral-8x7B-Instruct-v0.1"),
+        ("claude-3-5-sonnet-20240620", "claude-3-haiku-20240307"),
+    ],
+    "arena_hard_v1": [
+        ("gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1"),
+        ("gpt-4-1106-preview", "mistralai/Mistral-7B-Instruct-v0.1"),
+        ("gpt-4-0314", "gpt-3.5-turbo"),
+    ],
+    "routerbench_subset": [
+        ("gpt-4-1106-preview", "mistralai/mixtral-8x7b-chat"),
+        ("gpt-4-1106-preview", "mistralai/mistral-7b-chat"),
+        ("gpt-4-1106-preview", "meta/llama-2-70b-chat"),
+    ],
+}
+
+
+# ------------------------------------------------------------------------------------ data / target
+
+
+def load_set(data_dir: str, name: str) -> list[dict]:
+    return load_labeled(os.path.join(data_dir, f"{name}.jsonl.gz"))
+
+
+def targets(rows: list[dict], kind: str) -> np.ndarray:
+    """Per-prompt "strong needed" target in [0, 1] from the set's own models."""
+    sums: Counter = Counter()
+    counts: Counter = Counter()
+    for r in rows:
+        for m, v in r["outcomes"].items():
+            sums[m] += v
+            counts[m] += 1
+    models = sorted(sums, key=lambda m: -sums[m] / counts[m])
+    n = len(models)
+    strong = set(models[: max(1, n // 4)])
+    weak = set(models[n - n // 2 :])
+    out = []
+    for r in rows:
+        o = r["outcomes"]
+        s = [v for m, v in o.items() if m in strong]
+        w = [v for m, v in o.items() if m in weak]
+        ms = sum(s) / len(s) if s else 0.5
+        mw = sum(w) / len(w) if w else 0.5
+        out.append(ms * (1.0 - mw) if kind == "gain" else 1.0 - mw)
+    return np.clip(np.array(out), 0.0, 1.0)
+
+
+def trivial_prompts() -> list[str]:
+    """Synthetic anchor set: chit-chat and one-line trivia any model answers (target 0).
+
+    The benchmark sets contain no such prompts, and short benchmark prompts (MATH
+    problems) are hard, so without anchors the model extrapolates "short = hard"
+    and sends "hello" to the strong model. These anchors are only a prior; they are
+    never evaluated and are left out of the calibration quantiles.
+    """
+    greet = ["hello", "hey", "hey there", "good morning", "good evening", "yo", "hello there", "hiya", "greetings",
+             "thank you", "thx", "great, thanks a lot", "ok", "cool", "bye", "see you", "nice", "lol", "sure",
+             "how's it going", "what's up", "good night", "you there?", "test", "ping"]
+    out = []
+    for g in greet:
+        out += [g, g.capitalize() + "!", g + "?", g.upper()]
+    capitals = ["Germany", "Italy", "Spain", "Japan", "Canada", "Brazil", "Egypt", "India", "Kenya", "Peru"]
+    out += [f"What is the capital of {c}?" for c in capitals] + [f"capital of {c}" for c in capitals]
+    out += [f"What is {a} + {b}?" for a, b in [(2, 3), (7, 5), (10, 4), (1, 1), (6, 9), (12, 8)]]
+    out += [f"what's {a} times {b}" for a, b in [(3, 4), (5, 6), (2, 8)]]
+    animals = ["cats", "dogs", "owls", "sharks", "bees", "penguins"]
+    out += [f"Tell me a fun fact about {a}." for a in animals] + [f"Do {a} sleep?" for a in animals]
+    out += [f"Translate '{w}' to {lang}." for w in ("good morning", "thank you", "cat") for lang in ("French", "Spanish")]
+    out += ["What color is the sky?", "How many days are in a week?", "Who wrote Hamlet?", "What is water made of?",
+            "Spell 'necessary'.", "What day comes after Monday?", "Give me a synonym for happy.",
+            "What's the opposite of cold?", "Is the sun a star?", "How many legs does a spider have?",
+            "Recommend a good movie.", "What time zone is London in?", "Say something nice.", "Tell me a pun."]
+    return out
+
+
+# ------------------------------------------------------------------------------------ features
+
+
+class Featurized:
+    """Dense features and tokens of a list of prompts (same code path as the router)."""
+
+    def __init__(self, prompts: list[str]):
+        dense, self.toks = [], []
+        for p in prompts:
+            d, t = lx.analyze(p)
+            dense.append(d)
+            self.toks.append(t)
+        self.dense = np.array(dense, dtype=float)
+
+    def subset(self, idx):
+        f = Featurized.__new__(Featurized)
+        f.dense = self.dense[idx]
+        f.toks = [self.toks[i] for i in idx]
+        return f
+
+
+def _decodable(t: bytes) -> bool:
+    try:
+        t.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
+def build_vocab(feats: Featurized, min_df: int) -> list[bytes]:
+    df: Counter = Counter()
+    for toks in feats.toks:
+        df.update(set(toks))
+    return sorted(t for t, c in df.items() if c >= min_df and _decodable(t))
+
+
+def design(feats: Featurized, vocab_index: dict[bytes, int], mu: np.ndarray, sd: np.ndarray) -> sparse.csr_matrix:
+    """Standardized dense features + term-frequency bag of words / sqrt(n_tokens + 1), like the router."""
+    n = len(feats.toks)
+    rows, cols, vals = [], [], []
+    for i, toks in enumerate(feats.toks):
+        norm = 1.0 / math.sqrt(len(toks) + 1)
+        for t, c in Counter(toks).items():
+            j = vocab_index.get(t)
+            if j is not None:
+                rows.append(i), cols.append(j), vals.append(c * norm)
+    text = sparse.csr_matrix((vals, (rows, cols)), shape=(n, len(vocab_index)))
+    dense = sparse.csr_matrix((feats.dense - mu) / sd)
+    return sparse.hstack([dense, text], format="csr")
+
+
+# ------------------------------------------------------------------------------------ training
+
+
+def fit(feats: Featurized, y: np.ndarray, set_ids: np.ndarray, args) -> dict:
+    """Fit the model; return the weights dict in the router's format."""
+    vocab = build_vocab(feats, args.min_df)
+    vocab_index = {t: j for j, t in enumerate(vocab)}
+    mu = feats.dense.mean(axis=0)
+    sd = feats.dense.std(axis=0)
+    sd[sd < 1e-9] = 1.0
+    X = design(feats, vocab_index, mu, sd)
+
+    set_sizes = Counter(set_ids.tolist())
+    w_set = np.array([set_sizes[s] ** -args.alpha * (args.anchor_weight if s == "trivial" else 1.0) for s in set_ids])
+    w_set *= len(y) / w_set.sum()
+    X2 = sparse.vstack([X, X], format="csr")
+    y2 = np.r_[np.ones(len(y)), np.zeros(len(y))]
+    sw = np.r_[w_set * y, w_set * (1.0 - y)]
+    clf = LogisticRegression(C=args.C, max_iter=3000, solver="lbfgs")
+    clf.fit(X2, y2, sample_weight=sw)
+
+    coef = clf.coef_[0]
+    nd = len(lx.FEATURE_NAMES)
+    dense_w = coef[:nd] / sd
+    bias = float(clf.intercept_[0] - np.sum(coef[:nd] * mu / sd))
+    text_w = coef[nd:]
+    keep = np.argsort(-np.abs(text_w))[: args.max_terms]
+    keep = [j for j in keep if abs(text_w[j]) >= args.min_weight]
+    unigrams = {vocab[j].decode("utf-8"): float(f"{text_w[j]:.4g}") for j in sorted(keep, key=lambda j: vocab[j])}
+
+    weights = {
+        "format": lx.FORMAT,
+        "feature_names": list(lx.FEATURE_NAMES),
+        "bias": round(bias, 6),
+        "dense": [float(f"{x:.6g}") for x in dense_w],
+        "unigrams": unigrams,
+        # placeholder calibration; replaced below once logits are known
+        "calibration": {"logit_quantiles": [-1.0, 1.0], "probs": [0.0, 1.0], "tail_scale": 1.0},
+    }
+    router = lx.LexicalRouter(weights=weights)
+    logits = np.array([_logit(router, feats.dense[i], feats.toks[i]) for i in range(len(y))])
+    real = set_ids != "trivial"
+    weights["calibration"] = calibration(logits[real], set_ids[real])
+    return weights
+
+
+def _logit(router: lx.LexicalRouter, dense: np.ndarray, toks: list[bytes]) -> float:
+    text = sum(router._uni.get(t, 0.0) for t in toks)
+    return router._bias + float(np.dot(router._dense, dense)) + text / math.sqrt(len(toks) + 1)
+
+
+def calibration(logits: np.ndarray, set_ids: np.ndarray, n_points: int = 201) -> dict:
+    """Set-balanced quantiles of the logits: probs 0.005 .. 0.995."""
+    sizes = Counter(set_ids.tolist())
+    w = np.array([1.0 / sizes[s] for s in set_ids])
+    order = np.argsort(logits)
+    z = logits[order]
+    cw = np.cumsum(w[order])
+    cw = (cw - 0.5 * w[order]) / cw[-1]
+    probs = np.linspace(0.005, 0.995, n_points)
+    q = np.interp(probs, cw, z)
+    # strictly increasing (ties in the data would give flat steps)
+    for i in range(1, len(q)):
+        if q[i] <= q[i - 1]:
+            q[i] = q[i - 1] + 1e-6
+    return {
+        "logit_quantiles": [round(float(x), 6) for x in q],
+        "probs": [round(float(p), 6) for p in probs],
+        "tail_scale": round(float(np.std(logits)) / 4 or 1.0, 6),
+        "note": "score = set-balanced empirical CDF of the logit on the training sets (0.5 = median)",
+    }
+
+
+# ------------------------------------------------------------------------------------ evaluation
+
+
+def eval_set(router: lx.LexicalRouter, name: str, rows: list[dict]) -> list[dict]:
+    out = []
+    for strong, weak in PAIRS.get(name, []):
+        prompts, qs, qw = pair_rows(rows, strong, weak)
+        if not prompts or abs(sum(qs) - sum(qw)) < 1e-9:
+            continue
+        scores = router.score_batch(prompts)
+        res = evaluate(scores, qs, qw)
+        res.update(set=name, strong=strong, weak=weak, share_over_05=sum(s >= 0.5 for s in scores) / len(scores))
+        out.append(res)
+    return out
+
+
+class _Fixed:
+    """Scores looked up by prompt (cross-validated predictions; prompts are unique within a set)."""
+
+    def __init__(self, scores: dict):
+        self.scores = scores
+
+    def score_batch(self, prompts):
+        return [self.scores[p] for p in prompts]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="/work/shared/data/routing")
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(lx.__file__), "lexical_weights.json"))
+    ap.add_argument("--target", choices=("gain", "difficulty"), default="gain")
+    ap.add_argument("--C", type=float, default=1.0)
+    ap.add_argument("--alpha", type=float, default=0.5, help="set re-weighting exponent (0 = none, 1 = equal sets)")
+    ap.add_argument("--min-df", type=int, default=5)
+    ap.add_argument("--max-terms", type=int, default=12000)
+    ap.add_argument("--min-weight", type=float, default=0.01)
+    ap.add_argument("--cv", type=int, default=0,
+                    help="also run K-fold in-domain CV per training set (train on the other sets + other folds)")
+    ap.add_argument("--no-anchors", dest="anchors", action="store_false", help="leave out the synthetic trivial prompts")
+    ap.add_argument("--anchor-weight", type=float, default=0.25, help="extra weight factor of the trivial anchors")
+    ap.add_argument("--no-eval", action="store_true")
+    ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--report", help="write the evaluation results as JSON here")
+    args = ap.parse_args(argv)
+
+    t0 = time.time()
+    data = {s: load_set(args.data, s) for s in TRAIN_SETS}
+    rows = [r for s in TRAIN_SETS for r in data[s]]
+    y = np.concatenate([targets(data[s], args.target) for s in TRAIN_SETS])
+    if args.anchors:
+        anchors = [{"id": f"trivial-{i}", "set": "trivial", "prompt": p, "outcomes": {}} for i, p in enumerate(trivial_prompts())]
+        rows += anchors
+        y = np.r_[y, np.zeros(len(anchors))]
+    set_ids = np.array([r["set"] for r in rows])
+    feats = Featurized([r["prompt"] for r in rows])
+    print(f"featurized {len(rows)} prompts in {time.time() - t0:.1f}s; target mean per set: "
+          + ", ".join(f"{s}={y[set_ids == s].mean():.3f}" for s in TRAIN_SETS)
+          + f"; {int((set_ids == 'trivial').sum())} trivial anchors", file=sys.stderr)
+
+    results = []
+    if not args.no_eval:
+        for held in TRAIN_SETS:
+            idx = np.where(set_ids != held)[0]
+            w = fit(feats.subset(idx), y[idx], set_ids[idx], args)
+            results += [dict(r, protocol="leave-one-set-out") for r in eval_set(lx.LexicalRouter(weights=w), held, data[held])]
+        for held in TRAIN_SETS if args.cv > 1 else ():
+            in_set = np.where(set_ids == held)[0]
+            fold = np.random.RandomState(0).permutation(len(in_set)) % args.cv
+            scores = {}
+            for k in range(args.cv):
+                test_idx = in_set[fold == k]
+                idx = np.setdiff1d(np.arange(len(rows)), test_idx)
+                r = lx.LexicalRouter(weights=fit(feats.subset(idx), y[idx], set_ids[idx], args))
+                for i in test_idx:
+                    scores[rows[i]["prompt"]] = r.score(rows[i]["prompt"])
+            results += [dict(r, protocol=f"in-domain {args.cv}-fold CV") for r in eval_set(_Fixed(scores), held, data[held])]
+
+    final = fit(feats, y, set_ids, args)
+    final["meta"] = {
+        "trained_on": list(TRAIN_SETS) + (["synthetic trivial anchors (target 0)"] if args.anchors else []),
+        "n_prompts": len(rows),
+        "target": args.target,
+        "hyper": {k: getattr(args, k) for k in ("C", "alpha", "anchor_weight", "min_df", "max_terms", "min_weight")},
+        "window": {"max_chars": lx.MAX_CHARS, "head": lx.HEAD_CHARS, "tail": lx.TAIL_CHARS},
+    }
+    router = lx.LexicalRouter(weights=final)
+    if not args.no_eval:
+        for s in EVAL_ONLY:
+            rows_s = load_set(args.data, s)
+            results += [dict(r, protocol="final model (eval-only set)") for r in eval_set(router, s, rows_s)]
+        print(f"{'protocol':26s} {'held-out set':20s} {'strong':28s} {'weak':38s} {'n':>5s} {'APGR':>6s} {'rand':>5s} "
+              f"{'CPT50':>6s} {'CPT80':>6s} {'>=0.5':>6s}")
+        for r in results:
+            print(f"{r['protocol']:26s} {r['set']:20s} {r['strong'][:28]:28s} {r['weak'][:38]:38s} {r['n']:5d} "
+                  f"{r['apgr']:6.3f} {0.5:5.2f} {r['cpt50']:6.3f} {r['cpt80']:6.3f} {r['share_over_05']:6.2f}")
+        loso = [r["apgr"] for r in results if r["protocol"] == "leave-one-set-out"]
+        print(f"mean LOSO APGR over {len(loso)} (set, pair) rows: {np.mean(loso):.3f}")
+        if args.report:
+            with open(args.report, "w") as f:
+                json.dump(results, f, indent=1)
+
+    if not args.no_write:
+        with open(args.out, "w", encoding="utf-8") as f:
+            json.dump(final, f, separators=(",", ":"), sort_keys=False)
+        print(f"wrote {args.out} ({os.path.getsize(args.out) / 1024:.0f} KiB, "
+              f"{len(final['unigrams'])} unigrams)", file=sys.stderr)
+    print(f"done in {time.time() - t0:.1f}s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

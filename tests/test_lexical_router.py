@@ -1,0 +1,159 @@
+"""Tests for the lexical router (dynamo.nemo_switchyard.routers.lexical)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from dynamo.nemo_switchyard.evaluation import apgr, load_labeled, pair_rows
+from dynamo.nemo_switchyard.routers.base import Router, RouterError
+from dynamo.nemo_switchyard.routers.lexical import DEFAULT_WEIGHTS, FEATURE_NAMES, LexicalRouter, analyze
+
+DATA = "/work/shared/data/routing"
+
+HARD = [
+    "Let $f(x) = \\frac{x^3 - 3x + 1}{x^2 + 1}$. Find all real $x$ such that $f(f(x)) = x$, and prove that "
+    "the sum of the squares of the solutions is an integer. Express your answer as $\\sqrt{a} + b$.",
+    "You are given a Python function and an assertion containing an input to the function. Complete the assertion "
+    "with a literal containing the output when executing the provided code on the given input.\n\n[PYTHON]\n"
+    "def f(nums, k):\n    out = []\n    for i, n in enumerate(nums):\n        if i % k == 0:\n"
+    "            out.append(n * i)\n    return sorted(out, reverse=True)\nassert f([3, 1, 4, 1, 5, 9, 2, 6], 3) == ??\n"
+    "[/PYTHON]",
+    "Implement a lock-free concurrent hash map in C++ with open addressing, supporting insert, erase and resize "
+    "without blocking readers. Explain the memory ordering of every atomic operation you use.",
+]
+# (none of these is among the synthetic anchors of scripts/train_lexical.py)
+EASY = ["hi", "What is the capital of France?", "Tell me a joke.", "thanks", "How are you today?"]
+
+
+@pytest.fixture(scope="module")
+def router() -> LexicalRouter:
+    return LexicalRouter()
+
+
+def test_weights_file_loads_and_is_small():
+    assert os.path.getsize(DEFAULT_WEIGHTS) < 300 * 1024
+    with open(DEFAULT_WEIGHTS, encoding="utf-8") as f:
+        w = json.load(f)
+    assert w["feature_names"] == list(FEATURE_NAMES)
+    assert len(w["dense"]) == len(FEATURE_NAMES)
+    assert len(w["unigrams"]) > 100
+    assert "routerbench_subset" not in w["meta"]["trained_on"]
+    q = w["calibration"]["logit_quantiles"]
+    assert all(b > a for a, b in zip(q, q[1:]))
+
+
+def test_router_interface(router):
+    assert isinstance(router, Router)
+    assert LexicalRouter.name == "lexical"
+    assert LexicalRouter.inline is True
+    assert router.score_batch([]) == []
+
+
+def test_scores_in_unit_interval(router):
+    prompts = HARD + EASY + ["", " ", "\n\n", "日本語のテキストです。", "emoji 🙂 " * 50, "\ud800 lone surrogate",
+                             "x" * 200_000, "A. a\nB. b\nC. c\n" * 500, "$" * 5000, "1234567890" * 300]
+    scores = router.score_batch(prompts)
+    assert len(scores) == len(prompts)
+    for s in scores:
+        assert isinstance(s, float) and math.isfinite(s) and 0.0 <= s <= 1.0
+
+
+def test_deterministic_and_batch_equals_singles(router):
+    prompts = HARD + EASY
+    batch = router.score_batch(prompts)
+    assert batch == [router.score_batch([p])[0] for p in prompts]
+    assert batch == LexicalRouter().score_batch(prompts)
+
+
+def test_deterministic_across_processes():
+    code = (
+        "import json, sys; from dynamo.nemo_switchyard.routers.lexical import LexicalRouter; "
+        "print(json.dumps(LexicalRouter().score_batch(json.loads(sys.argv[1]))))"
+    )
+    prompts = json.dumps(HARD + EASY)
+    outs = []
+    for seed in ("1", "2"):
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        env["PYTHONPATH"] = os.pathsep.join([p for p in sys.path if p] + [env.get("PYTHONPATH", "")])
+        res = subprocess.run([sys.executable, "-c", code, prompts], env=env, capture_output=True, text=True, check=True)
+        outs.append(json.loads(res.stdout))
+    assert outs[0] == outs[1]
+
+
+def test_hard_prompts_score_above_trivial_ones(router):
+    hard = router.score_batch(HARD)
+    easy = router.score_batch(EASY)
+    assert min(hard) > max(easy), (hard, easy)
+
+
+def test_calibration_is_monotone(router):
+    zs = [-50.0, -5.0, -1.0, -0.1, 0.0, 0.1, 1.0, 5.0, 50.0, 1e6]
+    ps = [router.calibrate(z) for z in [-1e6] + zs]
+    assert all(b >= a for a, b in zip(ps, ps[1:]))
+    assert all(0.0 <= p <= 1.0 for p in ps)
+
+
+def test_features_match_names():
+    feats, toks = analyze("What is 2 + 2?\nA. 3\nB. 4")
+    assert len(feats) == len(FEATURE_NAMES)
+    assert toks == [b"what", b"is", b"2", b"2", b"a", b"3", b"b", b"4"]
+    assert feats[FEATURE_NAMES.index("has_options")] == 1.0
+
+
+def test_from_config_paths_and_errors(tmp_path):
+    assert isinstance(LexicalRouter.from_config(), LexicalRouter)
+    assert isinstance(LexicalRouter.from_config(checkpoint_path=DEFAULT_WEIGHTS), LexicalRouter)
+    assert isinstance(LexicalRouter.from_config(checkpoint_path=os.path.dirname(DEFAULT_WEIGHTS)), LexicalRouter)
+    assert isinstance(LexicalRouter.from_config(options={"weights_path": DEFAULT_WEIGHTS}), LexicalRouter)
+    with pytest.raises(RouterError, match="unknown options"):
+        LexicalRouter.from_config(options={"bogus": 1})
+    with pytest.raises(RouterError, match="cannot read"):
+        LexicalRouter.from_config(checkpoint_path=str(tmp_path / "missing.json"))
+    bad = tmp_path / "bad.json"
+    bad.write_text("{", encoding="utf-8")
+    with pytest.raises(RouterError, match="not valid JSON"):
+        LexicalRouter(weights_path=str(bad))
+    with open(DEFAULT_WEIGHTS, encoding="utf-8") as f:
+        w = json.load(f)
+    w["feature_names"] = w["feature_names"][:-1]
+    with pytest.raises(RouterError, match="different feature set"):
+        LexicalRouter(weights=w)
+
+
+def test_latency_is_microseconds(router):
+    prompts = (HARD + EASY) * 40 + ["Explain the proof. " * 2000]
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        router.score_batch(prompts)
+        best = min(best, (time.perf_counter() - t0) / len(prompts))
+    assert best < 500e-6, f"{best * 1e6:.1f} us per prompt"
+
+
+needs_data = pytest.mark.skipif(not os.path.isdir(DATA), reason="shared routing corpus not available")
+
+
+@needs_data
+@pytest.mark.parametrize("weak", ["meta/llama-2-70b-chat", "mistralai/mixtral-8x7b-chat"])
+def test_held_out_mini_evaluation_beats_random(router, weak):
+    # routerbench_subset is evaluation-only: the shipped weights never saw it.
+    rows = load_labeled(os.path.join(DATA, "routerbench_subset.jsonl.gz"))[::5]
+    prompts, qs, qw = pair_rows(rows, "gpt-4-1106-preview", weak)
+    assert len(prompts) > 300
+    assert apgr(router.score_batch(prompts), qs, qw) > 0.52
+
+
+@needs_data
+def test_threshold_half_splits_a_mixed_set_roughly_in_half(router):
+    prompts = []
+    for name in ("mmlu_pro", "math_l5", "crux", "arena_hard_v1"):
+        prompts += [r["prompt"] for r in load_labeled(os.path.join(DATA, f"{name}.jsonl.gz"))[:150]]
+    share = sum(s >= 0.5 for s in router.score_batch(prompts)) / len(prompts)
+    assert 0.35 <= share <= 0.65, share
