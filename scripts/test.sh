@@ -5,4 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh test
 scripts/setup_dynamo.sh
+export SWITCHYARD_REQUIRE_DYNAMO=1
 exec .venv/bin/python -m pytest -p no:cacheprovider "$@"
