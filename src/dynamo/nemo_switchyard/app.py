@@ -83,6 +83,7 @@ class Handlers:
         self.state = state
         self.settings = state.settings
         self.metrics = state.metrics
+        self._model_labels = frozenset(state.settings.served_models)
 
     # -- routed endpoints -------------------------------------------------
 
@@ -106,7 +107,7 @@ class Handlers:
                 else:
                     prompt = extract_prompt(endpoint, body, self.settings.prompt_scope)
                     decision = await self.state.decider.decide(target, prompt)
-                    raw = bodies.replace_model(raw, decision.model)
+                    raw = bodies.replace_model(raw, decision.model, body)
             except (RoutingRequestError, PromptError) as exc:
                 return self._rejected(error_response(400, str(exc), "invalid_request"))
             except RouterError as exc:
@@ -149,7 +150,8 @@ class Handlers:
     async def _proxy(self, request: web.Request, raw: bytes | None, decision: Decision | None) -> web.StreamResponse:
         metrics = self.metrics
         extra = decision_headers(decision) if decision is not None else {}
-        model = decision.model if decision is not None else "none"
+        # Label by configured model only: passthrough names come from clients and are unbounded.
+        model = decision.model if decision is not None and decision.model in self._model_labels else "other"
         started = time.perf_counter()
         try:
             upstream = await self.state.upstream.send(request.method, request.raw_path, request_headers(request.headers), raw)

@@ -13,8 +13,9 @@ from typing import Any
 import orjson
 
 # JSON strings and brackets: enough to track nesting depth and find top-level keys.
-_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[{}\[\]]', re.DOTALL)
+_TOKENS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[{}\[\]]', re.DOTALL)  # unrolled: no per-character alternation
 _COLON = re.compile(rb"\s*:\s*")
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _MODEL_KEY = b'"model"'
 
 
@@ -33,11 +34,15 @@ def parse(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def replace_model(raw: bytes, model: str) -> bytes:
+def replace_model(raw: bytes, model: str, parsed: dict[str, Any] | None = None) -> bytes:
     """Return ``raw`` with every top-level ``model`` string value replaced by ``model``.
 
-    ``raw`` must be a valid JSON object whose top-level ``model`` is a string.
+    ``parsed`` is ``raw`` already parsed (it is parsed here otherwise).
     """
+    if parsed is None:
+        parsed = parse(raw)
+    if not isinstance(parsed.get("model"), str):
+        raise BodyError("request body has no top-level 'model' string")
     spans = _model_value_spans(raw)
     if not spans:
         raise BodyError("request body has no top-level 'model' string")
@@ -53,6 +58,44 @@ def replace_model(raw: bytes, model: str) -> bytes:
 
 
 def _model_value_spans(raw: bytes) -> list[tuple[int, int]]:
+    return _only_model_key_span(raw) or _scan_model_value_spans(raw)
+
+
+def _only_model_key_span(raw: bytes) -> list[tuple[int, int]] | None:
+    """Fast path: a body with exactly one ``"model"`` key, spelled without escapes.
+
+    An unescaped quote cannot occur inside a JSON string, so each ``"model"`` whose
+    opening quote is not escaped is a real string token. If exactly one of them is a
+    key and no key can be spelled with a ``\\u`` escape, it is the top-level key
+    (the caller has checked that a top-level ``model`` exists).
+    """
+    if b"\\u" in raw:
+        return None
+    found = None
+    start = raw.find(_MODEL_KEY)
+    while start != -1:
+        end = start + len(_MODEL_KEY)
+        if not _escaped(raw, start):
+            colon = _COLON.match(raw, end)
+            if colon is not None:
+                if found is not None:
+                    return None  # several "model" keys: find the top-level ones by scanning
+                found = colon.end()
+        start = raw.find(_MODEL_KEY, end)
+    if found is None:
+        return None
+    value = _STRING.match(raw, found)
+    return [value.span()] if value is not None else None
+
+
+def _escaped(raw: bytes, quote: int) -> bool:
+    backslashes = 0
+    while quote - backslashes - 1 >= 0 and raw[quote - backslashes - 1] == 0x5C:
+        backslashes += 1
+    return backslashes % 2 == 1
+
+
+def _scan_model_value_spans(raw: bytes) -> list[tuple[int, int]]:
     spans = []
     depth = 0
     expect_value_at = -1  # where the value of a top-level "model" key starts

@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     )
     strong_model: str = Field(..., min_length=1, description="Backend model name for prompts that need the strong model.")
     weak_model: str = Field(..., min_length=1, description="Backend model name for the other prompts.")
-    router_type: str = Field(registry.DEFAULT_ROUTER, description="Router that scores prompts: " + ", ".join(registry.names()) + ".")
+    router_type: str = Field(registry.DEFAULT_ROUTER, description="Router that scores prompts: " + ", ".join(registry.names()) + ", or package.module:RouterClass for your own.")
     threshold: float = Field(0.5, ge=0.0, le=1.0, description="Score at or above which a prompt goes to the strong model.")
     checkpoint_path: str | None = Field(None, description="Router checkpoint: a local folder (or a hub id, for routers that accept one).")
     router_options: dict[str, dict[str, Any]] = Field(
@@ -85,8 +85,8 @@ class Settings(BaseSettings):
     @field_validator("router_type")
     @classmethod
     def _check_router(cls, value: str) -> str:
-        if value not in registry.names():
-            raise ValueError(f"unknown router {value!r}; choose one of: {', '.join(registry.names())}")
+        if not registry.is_known(value):
+            raise ValueError(f"unknown router {value!r}; choose one of: {', '.join(registry.names())}, or give package.module:RouterClass")
         return value
 
     @model_validator(mode="after")

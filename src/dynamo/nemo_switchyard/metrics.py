@@ -20,6 +20,24 @@ _UPSTREAM_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10
 _SCORE_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
 
 
+class _CachedLabels:
+    """A labelled metric whose ``labels(...)`` children are cached: the hot path skips
+    prometheus_client's per-call validation and locking (about half the cost of an update)."""
+
+    def __init__(self, metric: Any) -> None:
+        self._metric = metric
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def labels(self, *values: str) -> Any:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self._metric.labels(*values)
+        return child
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._metric, name)
+
+
 class Metrics:
     """All of switchyard's metrics, on a registry of its own."""
 
@@ -33,24 +51,30 @@ class Metrics:
             self._collect_registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(self._collect_registry)
         r = self.registry
-        self.requests = Counter(
-            "switchyard_requests", "Requests by routing decision and HTTP status.", ["decision", "status"], registry=r
+        self.requests = _CachedLabels(
+            Counter("switchyard_requests", "Requests by routing decision and HTTP status.", ["decision", "status"], registry=r)
         )
-        self.scores = Histogram("switchyard_router_score", "Router scores.", ["router"], buckets=_SCORE_BUCKETS, registry=r)
+        self.scores = _CachedLabels(
+            Histogram("switchyard_router_score", "Router scores.", ["router"], buckets=_SCORE_BUCKETS, registry=r)
+        )
         self.routing_latency = Histogram(
             "switchyard_routing_latency_seconds", "Time to decide a route (extraction and scoring).", buckets=_LATENCY_BUCKETS, registry=r
         )
-        self.upstream_ttfb = Histogram(
-            "switchyard_upstream_ttfb_seconds", "Backend time to response headers.", ["model"], buckets=_UPSTREAM_BUCKETS, registry=r
+        self.upstream_ttfb = _CachedLabels(
+            Histogram("switchyard_upstream_ttfb_seconds", "Backend time to response headers.", ["model"], buckets=_UPSTREAM_BUCKETS, registry=r)
         )
-        self.upstream_duration = Histogram(
-            "switchyard_upstream_duration_seconds", "Backend time to the end of the body.", ["model"], buckets=_UPSTREAM_BUCKETS, registry=r
+        self.upstream_duration = _CachedLabels(
+            Histogram(
+                "switchyard_upstream_duration_seconds", "Backend time to the end of the body.", ["model"], buckets=_UPSTREAM_BUCKETS, registry=r
+            )
         )
-        self.in_flight = Gauge(
-            "switchyard_in_flight_requests", "Requests being served now.", registry=r, multiprocess_mode="livesum"
+        self.in_flight = Gauge("switchyard_in_flight_requests", "Requests being served now.", registry=r, multiprocess_mode="livesum")
+        self.upstream_errors = _CachedLabels(
+            Counter("switchyard_upstream_errors", "Failed backend exchanges by kind.", ["kind"], registry=r)
         )
-        self.upstream_errors = Counter("switchyard_upstream_errors", "Failed backend exchanges by kind.", ["kind"], registry=r)
-        self.fallbacks = Counter("switchyard_fallbacks", "Requests sent to the fallback model, by reason.", ["reason"], registry=r)
+        self.fallbacks = _CachedLabels(
+            Counter("switchyard_fallbacks", "Requests sent to the fallback model, by reason.", ["reason"], registry=r)
+        )
 
     def exposition(self) -> bytes:
         return generate_latest(self._collect_registry)

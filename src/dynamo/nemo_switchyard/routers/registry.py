@@ -25,15 +25,32 @@ def names() -> list[str]:
     return list(_ROUTERS)
 
 
+def is_known(name: str) -> bool:
+    """A registered name, or a ``package.module:Class`` path to a Router of the user's own."""
+    return name in _ROUTERS or _is_class_path(name)
+
+
+def _is_class_path(name: str) -> bool:
+    module, _, attribute = name.partition(":")
+    return bool(module) and bool(attribute) and all(part.isidentifier() for part in module.split(".") + [attribute])
+
+
 def router_class(name: str) -> type[Router]:
-    """Import and return the class registered under ``name``."""
+    """Import and return the class registered under ``name`` (or named by ``module:Class``)."""
+    if name in _ROUTERS:
+        module_name, _, class_name = _ROUTERS[name].partition(":")
+        module = importlib.import_module(module_name, __package__)
+        return getattr(module, class_name)
+    if not _is_class_path(name):
+        raise RouterError(f"unknown router {name!r}; choose one of: {', '.join(names())}, or give package.module:RouterClass")
+    module_name, _, class_name = name.partition(":")
     try:
-        target = _ROUTERS[name]
-    except KeyError:
-        raise RouterError(f"unknown router {name!r}; choose one of: {', '.join(names())}") from None
-    module_name, _, class_name = target.partition(":")
-    module = importlib.import_module(module_name, __package__)
-    return getattr(module, class_name)
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        raise RouterError(f"cannot import router {name!r}: {exc}") from None
+    if not (isinstance(cls, type) and issubclass(cls, Router)):
+        raise RouterError(f"{name!r} is not a subclass of dynamo.nemo_switchyard.routers.base.Router")
+    return cls
 
 
 def build(name: str, *, checkpoint_path: str | None = None, options: dict[str, Any] | None = None) -> Router:
