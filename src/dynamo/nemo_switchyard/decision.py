@@ -83,6 +83,7 @@ class Decider:
     async def decide(self, target: Target, prompt: str) -> Decision:
         settings = self.settings
         if not prompt.strip():
+            log.info("routing fell back: the request has no text to score")
             return Decision(FALLBACK, settings.fallback_model, None, target.router, target.threshold, "empty_prompt")  # type: ignore[arg-type]
         scorer = await self.scorer(target.router)
         try:
