@@ -7,7 +7,10 @@
    against nginx returning a fixed JSON body; requests/s, latency p50/p99.
 2. Streaming: N concurrent paced SSE streams (C epoll backend and C epoll client, see
    sse_backend.c / stream_client.c); TTFT and inter-chunk gap percentiles, incomplete streams.
-3. Optional third column: the proxy with --workers 2.
+Columns: direct (no proxy), bare aiohttp (bench/bare_proxy.py: the floor cost of any aiohttp
+server+client proxy on this machine, pinned like the 1-worker proxy; --no-bare skips it),
+proxy 1w, and optionally proxy 2w (--workers 2). Switchyard is reported both against direct
+and against bare aiohttp (proxy/bare), the latter being comparable between days/machines.
 Then (optionally) a py-spy profile of the single-worker proxy under c=32 and under the
 streaming load, in runs separate from the measured ones.
 
@@ -381,6 +384,7 @@ def main() -> int:
     ap.add_argument("--load-cpus", default="1", help="taskset CPU list for wrk, nginx, SSE backend and client")
     ap.add_argument("--workers2-cpus", default="0,1", help="CPU list for the --workers 2 proxy")
     ap.add_argument("--no-workers2", action="store_true", help="skip the --workers 2 column")
+    ap.add_argument("--no-bare", action="store_true", help="skip the bare aiohttp reference column (bench/bare_proxy.py)")
     ap.add_argument("--no-profile", action="store_true", help="skip the py-spy profile runs")
     ap.add_argument("--no-stream", action="store_true")
     ap.add_argument("--no-plain", action="store_true", help="skip the non-streaming part")
@@ -417,6 +421,7 @@ def main() -> int:
             "host": platform.node(), "cpus": ncpu, "kernel": platform.release(), "python": PY,
             "router_type": router, "router_note": router_note, "proxy_cpus": args.proxy_cpus, "load_cpus": args.load_cpus,
             "workers2_cpus": None if args.no_workers2 else args.workers2_cpus,
+            "bare_cpus": None if args.no_bare else args.proxy_cpus,
             "wrk": subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.splitlines()[0] if True else None,
             "nginx": subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip(),
             "chat_body": CHAT_BODY,
@@ -464,18 +469,31 @@ def main() -> int:
             WATCHED.append(p.pid)
             return p, port
 
-        columns = [("direct", None, None), ("proxy", 1, args.proxy_cpus)]
+        def start_bare(backend_port: int, cpus: str) -> tuple[subprocess.Popen, int]:
+            port = free_port()
+            cmd = taskset(cpus) + [PY, str(HERE / "bare_proxy.py"), "--port", str(port), "--backend-url", f"http://127.0.0.1:{backend_port}"]
+            p = procs.start("bare", cmd, tmp / f"bare-{backend_port}.log", cwd=str(REPO))
+            wait_http(f"http://127.0.0.1:{port}/v1/models", proc=p)  # forwarded to the backend
+            time.sleep(0.5)
+            WATCHED.append(p.pid)
+            return p, port
+
+        # (name, starter(backend_port) -> (Popen, port) or None for the backend itself)
+        columns = [("direct", None)]
+        if not args.no_bare:
+            columns.append(("bare", lambda b: start_bare(b, args.proxy_cpus)))
+        columns.append(("proxy", lambda b: start_proxy(b, 1, args.proxy_cpus)))
         if not args.no_workers2:
-            columns.append(("proxy_w2", 2, args.workers2_cpus))
+            columns.append(("proxy_w2", lambda b: start_proxy(b, 2, args.workers2_cpus)))
 
         if not args.no_plain:
-            for name, workers, cpus in columns:
+            for name, starter in columns:
                 print(f"[plain] {name} ...", file=sys.stderr, flush=True)
-                if workers is None:
+                if starter is None:
                     port, proxy = nginx_port, None
                 else:
                     try:
-                        proxy, port = start_proxy(nginx_port, workers, cpus)
+                        proxy, port = starter(nginx_port)
                     except RuntimeError as exc:
                         results["plain"][name] = {"error": str(exc)}
                         print(f"    {name} skipped: {exc}", file=sys.stderr, flush=True)
@@ -498,13 +516,13 @@ def main() -> int:
                     procs.stop(proxy)
 
         if not args.no_stream:
-            for name, workers, cpus in columns:
+            for name, starter in columns:
                 print(f"[stream] {name} ...", file=sys.stderr, flush=True)
-                if workers is None:
+                if starter is None:
                     port, proxy = sse_port, None
                 else:
                     try:
-                        proxy, port = start_proxy(sse_port, workers, cpus)
+                        proxy, port = starter(sse_port)
                     except RuntimeError as exc:  # e.g. the router's weights changed under us: record, go on
                         results["stream"][name] = {"error": str(exc)}
                         print(f"    {name} skipped: {exc}", file=sys.stderr, flush=True)
@@ -552,100 +570,114 @@ def main() -> int:
     return exit_code
 
 
+def _ok(part: dict, col: str) -> bool:
+    return col in part and "error" not in part[col]
+
+
+# (column, reference, summary key): Switchyard and the bare aiohttp floor against the backend
+# alone, and Switchyard against the floor (what Switchyard itself adds over any aiohttp proxy)
+COMPARISONS = (("bare", "direct", "bare"), ("proxy", "direct", "proxy"), ("proxy_w2", "direct", "proxy_w2"), ("proxy", "bare", "proxy_vs_bare"))
+
+
 def derive(r: dict) -> None:
     s = r["summary"] = {}
-    p = r["plain"]
-    for col in ("proxy", "proxy_w2"):
-        if "direct" in p and col in p and "error" not in p[col] and "error" not in p["direct"]:
-            d, x = p["direct"], p[col]
-            s[col] = {
+    p, st = r["plain"], r["stream"]
+    for col, ref, key in COMPARISONS:
+        if _ok(p, ref) and _ok(p, col):
+            d, x = p[ref], p[col]
+            s[key] = {
                 "added_p50_ms_c1": round(x["c1"]["p50_ms"] - d["c1"]["p50_ms"], 3),
                 "added_p99_ms_c1": round(x["c1"]["p99_ms"] - d["c1"]["p99_ms"], 3),
+                "added_p50_ms_c32": round(x["c32"]["p50_ms"] - d["c32"]["p50_ms"], 3),
+                "added_p99_ms_c32": round(x["c32"]["p99_ms"] - d["c32"]["p99_ms"], 3),
                 "rps_c32": x["c32"]["rps"],
                 "rps_ratio_c32": round(x["c32"]["rps"] / d["c32"]["rps"], 4),
                 "rps_ratio_c1": round(x["c1"]["rps"] / d["c1"]["rps"], 4),
             }
-        st = r["stream"]
-        if "direct" in st and col in st and "error" not in st[col] and "error" not in st["direct"]:
-            d, x = st["direct"], st[col]
-            s.setdefault(col, {}).update({
+        if _ok(st, ref) and _ok(st, col):
+            d, x = st[ref], st[col]
+            s.setdefault(key, {}).update({
                 "stream_added_ttft_p50_ms": round(x["ttft_ms"]["p50"] - d["ttft_ms"]["p50"], 3),
                 "stream_added_ttft_p99_ms": round(x["ttft_ms"]["p99"] - d["ttft_ms"]["p99"], 3),
                 "stream_added_gap_p50_ms": round(x["gap_ms"]["p50"] - d["gap_ms"]["p50"], 3),
                 "stream_added_gap_p99_ms": round(x["gap_ms"]["p99"] - d["gap_ms"]["p99"], 3),
                 "stream_incomplete": x["incomplete"],
             })
+    # each target also carries the same figure for the bare aiohttp floor in this run ("bare"),
+    # so a FAIL can be told apart from a slow day: absolute targets only compare through it
     targets = {}
     if "proxy" in s:
-        x = s["proxy"]
+        x, b = s["proxy"], s.get("bare", {})
         if "rps_c32" in x:
-            targets["c32_rps_ge_6000"] = {"value": x["rps_c32"], "pass": x["rps_c32"] >= 6000}
-            targets["added_p50_c1_lt_0.3ms"] = {"value": x["added_p50_ms_c1"], "pass": x["added_p50_ms_c1"] < 0.3}
+            targets["c32_rps_ge_6000"] = {"value": x["rps_c32"], "pass": x["rps_c32"] >= 6000, "bare": b.get("rps_c32")}
+            targets["added_p50_c1_lt_0.3ms"] = {"value": x["added_p50_ms_c1"], "pass": x["added_p50_ms_c1"] < 0.3, "bare": b.get("added_p50_ms_c1")}
         if "stream_added_gap_p99_ms" in x:
-            targets["stream_added_gap_p99_lt_5ms"] = {"value": x["stream_added_gap_p99_ms"], "pass": x["stream_added_gap_p99_ms"] < 5}
-            targets["stream_none_lost"] = {"value": x["stream_incomplete"], "pass": x["stream_incomplete"] == 0 and r["stream"]["direct"]["incomplete"] == 0}
+            targets["stream_added_gap_p99_lt_5ms"] = {"value": x["stream_added_gap_p99_ms"], "pass": x["stream_added_gap_p99_ms"] < 5, "bare": b.get("stream_added_gap_p99_ms")}
+            targets["stream_none_lost"] = {"value": x["stream_incomplete"], "pass": x["stream_incomplete"] == 0 and r["stream"]["direct"]["incomplete"] == 0, "bare": b.get("stream_incomplete")}
     r["targets_1_worker"] = targets
 
 
 def print_table(r: dict) -> None:
     env = r["env"]
-    cols = [c for c in ("direct", "proxy", "proxy_w2") if c in r["plain"] or c in r["stream"]]
-    head = {"direct": "direct", "proxy": "proxy 1w", "proxy_w2": "proxy 2w"}
+    cols = [c for c in ("direct", "bare", "proxy", "proxy_w2") if c in r["plain"] or c in r["stream"]]
+    head = {"direct": "direct", "bare": "bare aiohttp", "proxy": "proxy 1w", "proxy_w2": "proxy 2w"}
+    # difference/ratio columns: (plain label, streaming label, column, reference, width)
+    diffs = [d for d in (("proxy/direct", "proxy-direct", "proxy", "direct", 14), ("proxy/bare", "proxy-bare", "proxy", "bare", 14),
+                         ("2w/direct", "2w-direct", "proxy_w2", "direct", 12)) if d[2] in cols and d[3] in cols]
     print()
     print(f"Switchyard benchmark  {r['started']}  router={env['router_type']}  cpus={env['cpus']}  "
-          f"pinning: proxy(1w)->cpu {env['proxy_cpus'] or 'any'}, proxy(2w)->cpu {env.get('workers2_cpus') or '-'}, "
-          f"load(wrk/nginx/sse/client)->cpu {env['load_cpus'] or 'any'}")
+          f"pinning: proxy(1w)->cpu {env['proxy_cpus'] or 'any'}, bare aiohttp->cpu {(env.get('bare_cpus') or 'any') if env.get('bare_cpus') is not None else '-'}, "
+          f"proxy(2w)->cpu {env.get('workers2_cpus') or '-'}, load(wrk/nginx/sse/client)->cpu {env['load_cpus'] or 'any'}")
     sb = env.get("system_before", {})
     if sb:
         print(f"machine busy before start: {sb['busy_pct_all_cpus']}% (loadavg {', '.join(f'{x:.2f}' for x in sb['loadavg'])})")
     if r["plain"]:
         print(f"\n1) Non-streaming POST /v1/chat/completions, wrk -t1, {env['duration_s']:g} s per cell after {env['warmup_s']:g} s warm-up")
-        print(f"{'':24}" + "".join(f"{head[c]:>14}" for c in cols) + f"{'proxy/direct':>14}" + (f"{'2w/direct':>12}" if "proxy_w2" in cols else ""))
+        print(f"{'':24}" + "".join(f"{head[c]:>14}" for c in cols) + "".join(f"{lab:>{w}}" for lab, _, _, _, w in diffs))
         for c in (1, 32):
             for key, label in (("rps", "req/s"), ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms"), ("proxy_cpu_pct", "server CPU %"), ("foreign_cpu_pct", "other users CPU %")):
-                vals = [r["plain"].get(col, {}).get(f"c{c}", {}).get(key) for col in cols]
-                line = f"c={c:<3} {label:<18}" + "".join(f"{fmt(v):>14}" for v in vals)
-                d = r["plain"].get("direct", {}).get(f"c{c}", {}).get(key)
-                for col in ("proxy", "proxy_w2"):
-                    if col not in cols:
-                        continue
-                    x = r["plain"].get(col, {}).get(f"c{c}", {}).get(key)
+                get = lambda col: r["plain"].get(col, {}).get(f"c{c}", {}).get(key)  # noqa: E731
+                line = f"c={c:<3} {label:<18}" + "".join(f"{fmt(get(col)):>14}" for col in cols)
+                for _, _, col, ref, w in diffs:
+                    d, x = get(ref), get(col)
                     if d is None or x is None or key.endswith("cpu_pct"):
                         cell = ""
                     elif key == "rps":
                         cell = f"x{x / d:.3f}"
                     else:
-                        cell = f"+{x - d:.3f}"
-                    line += f"{cell:>14}" if col == "proxy" else f"{cell:>12}"
-                print(line)
+                        cell = f"{x - d:+.3f}"
+                    line += f"{cell:>{w}}"
+                print(line.rstrip())
             errs = {col: r["plain"].get(col, {}).get(f"c{c}", {}).get("errors") for col in cols}
             if any(e and any(e.values()) for e in errs.values()):
                 print(f"c={c:<3} wrk errors: {errs}")
         print("(server CPU % = CPU time of nginx for 'direct', of the proxy process tree otherwise, over the measured run;\n"
-              " other users CPU % = CPU used on the machine by processes this benchmark did not start, 200 = both cores)")
+              " other users CPU % = CPU used on the machine by processes this benchmark did not start, 200 = both cores"
+              + (";\n bare aiohttp = bench/bare_proxy.py, the floor of any aiohttp server+client proxy here: proxy/bare is what\n"
+                 " Switchyard costs above it, the figure to compare across days, the machine's speed varying)" if "bare" in cols else ")"))
     if r["stream"]:
         print(f"\n2) Streaming: {env['streams']} paced SSE streams ({env['chunks']} chunks every {env['interval_ms']:g} ms + usage + [DONE]), opened over {env['ramp_s']:g} s")
-        print(f"{'':24}" + "".join(f"{head[c]:>14}" for c in cols) + f"{'proxy-direct':>14}" + (f"{'2w-direct':>12}" if "proxy_w2" in cols else ""))
+        print(f"{'':24}" + "".join(f"{head[c]:>14}" for c in cols) + "".join(f"{lab:>{w}}" for _, lab, _, _, w in diffs))
         rows = [("ttft_ms", "p50", "TTFT p50 ms"), ("ttft_ms", "p99", "TTFT p99 ms"), ("gap_ms", "p50", "gap p50 ms"),
                 ("gap_ms", "p99", "gap p99 ms"), ("gap_ms", "p999", "gap p99.9 ms"), ("gap_ms", "max", "gap max ms"),
                 (None, "incomplete", "incomplete streams"), (None, "proxy_cpu_pct", "server CPU %"), (None, "foreign_cpu_pct", "other users CPU %")]
         for group, key, label in rows:
             get = (lambda col: r["stream"].get(col, {}).get(group, {}).get(key)) if group else (lambda col: r["stream"].get(col, {}).get(key))
             line = f"{label:<24}" + "".join(f"{fmt(get(col)):>14}" for col in cols)
-            for col in ("proxy", "proxy_w2"):
-                if col not in cols:
-                    continue
-                d, x = get("direct"), get(col)
+            for _, _, col, ref, w in diffs:
+                d, x = get(ref), get(col)
                 cell = "" if d is None or x is None or key in ("incomplete", "proxy_cpu_pct", "foreign_cpu_pct") else f"{x - d:+.3f}"
-                line += f"{cell:>14}" if col == "proxy" else f"{cell:>12}"
-            print(line)
+                line += f"{cell:>{w}}"
+            print(line.rstrip())
         for col in cols:
             reasons = {k: v for k, v in r["stream"].get(col, {}).get("incomplete_reasons", {}).items() if v}
             if reasons:
                 print(f"  {col} incomplete reasons: {reasons}")
     t = r.get("targets_1_worker", {})
     if t:
-        print("\nTargets (1 worker): " + "; ".join(f"{k}: {v['value']} {'PASS' if v['pass'] else 'FAIL'}" for k, v in t.items()))
+        has_bare = any(v.get("bare") is not None for v in t.values())
+        print("\nTargets (1 worker" + ("; in brackets the bare aiohttp figure of this run" if has_bare else "") + "): " + "; ".join(
+            f"{k}: {v['value']} {'PASS' if v['pass'] else 'FAIL'}" + (f" [bare {v['bare']}]" if v.get("bare") is not None else "") for k, v in t.items()))
     for name, prof in r.get("profile", {}).items():
         if "error" in prof:
             print(f"\nprofile {name}: py-spy failed: {prof['error'][-300:]}")

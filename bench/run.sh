@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Switchyard overhead benchmark: direct vs through the proxy. See bench/README.md.
+# Switchyard overhead benchmark: direct vs bare aiohttp proxy vs Switchyard. See bench/README.md.
 #   bash bench/run.sh [--duration 10] [--no-workers2] [--no-profile] ...   (flags: bench/run.py --help)
 set -euo pipefail
 cd "$(dirname "$0")/.."
