@@ -8,6 +8,7 @@ every worker reports the totals.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import shutil
@@ -20,45 +21,59 @@ from .config import Settings
 
 log = logging.getLogger("switchyard")
 
+_DRAIN_SECONDS = 30.0
+
 
 def configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
-def _install_uvloop() -> None:
+def _new_loop() -> asyncio.AbstractEventLoop:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux and macOS
-        return
-    import asyncio
-
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
-def serve(settings: Settings, *, sock: socket.socket | None = None, check_backend: bool = True) -> None:
-    """Serve in this process until SIGINT/SIGTERM."""
-    from aiohttp import web
+async def _serve(settings: Settings, sock: socket.socket | None, check_backend: bool) -> None:
+    from .app import App
+    from .protocol import HttpProtocol, protocol_factory
 
-    from .app import create_app
-
-    _install_uvloop()
-    app = create_app(settings, check_backend=check_backend)
+    app = App(settings)
+    await app.startup(check_backend=check_backend)
+    loop = asyncio.get_running_loop()
+    connections: set[HttpProtocol] = set()
+    factory = protocol_factory(app.handle, max_body_size=settings.max_body_size, connections=connections, on_reject=app.rejected)
+    if sock is not None:
+        server = await loop.create_server(factory, sock=sock, backlog=2048)
+    else:
+        server = await loop.create_server(factory, settings.http_host, settings.http_port, backlog=2048, reuse_address=True)
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
     log.info(
         "switchyard %s on %s:%d -> %s (router %s, threshold %g, strong %s, weak %s)",
         _version(), settings.http_host, settings.http_port, settings.backend_url,
         settings.router_type, settings.threshold, settings.strong_model, settings.weak_model,
     )
-    web.run_app(
-        app,
-        host=None if sock else settings.http_host,
-        port=None if sock else settings.http_port,
-        sock=sock,
-        reuse_address=True,
-        handler_cancellation=True,
-        access_log=None,
-        print=None,
-        backlog=2048,
-    )
+    await stop.wait()
+    server.close()  # no new connections; requests in progress finish
+    deadline = loop.time() + _DRAIN_SECONDS
+    while loop.time() < deadline and not all(connection.close_when_idle() for connection in list(connections)):
+        await asyncio.sleep(0.05)
+    for connection in list(connections):
+        connection.abort()
+    await app.shutdown()
+
+
+def serve(settings: Settings, *, sock: socket.socket | None = None, check_backend: bool = True) -> None:
+    """Serve in this process until SIGINT/SIGTERM."""
+    loop = _new_loop()
+    try:
+        loop.run_until_complete(_serve(settings, sock, check_backend))
+    finally:
+        loop.close()
 
 
 def run(settings: Settings) -> int:
@@ -73,7 +88,7 @@ def run(settings: Settings) -> int:
 def _run_workers(settings: Settings) -> int:
     metrics_dir = tempfile.mkdtemp(prefix="switchyard-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    sock = socket.create_server((settings.http_host, settings.http_port), reuse_port=False, backlog=2048)
+    sock = socket.create_server((settings.http_host, settings.http_port), backlog=2048)
     sock.set_inheritable(True)
     children: list[int] = []
     try:
@@ -82,7 +97,6 @@ def _run_workers(settings: Settings) -> int:
             if pid == 0:  # child
                 code = 0
                 try:
-                    signal.signal(signal.SIGINT, signal.SIG_DFL)
                     serve(settings, sock=sock, check_backend=index == 0)
                 except BaseException:
                     log.exception("worker %d failed", index)
@@ -103,7 +117,7 @@ def _run_workers(settings: Settings) -> int:
         code = 0
         for child in children:
             _, status = os.waitpid(child, 0)
-            code = max(code, os.waitstatus_to_exitcode(status) if os.waitstatus_to_exitcode(status) > 0 else 0)
+            code = max(code, os.waitstatus_to_exitcode(status))
         return code
     finally:
         sock.close()

@@ -1,0 +1,307 @@
+"""Client connections: HTTP/1.1 parsed with httptools, one handler task per request.
+
+A general-purpose framework spends most of a proxy's CPU on objects it does not
+need (measured: aiohttp's server and client together cost about 480 µs per request
+here, a raw uvloop byte pipe 30 µs). This protocol keeps what a proxy needs:
+keep-alive and pipelining, body limits, Expect: 100-continue, back-pressure in both
+directions, and cancelling the handler (and so the backend request) the moment the
+client goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import unquote
+
+import httptools
+
+from .errors import error_body
+from .wire import LAST_CHUNK, Headers, Request, chunk, response_head
+
+log = logging.getLogger("switchyard.protocol")
+
+Handler = Callable[[Request, "Responder"], Awaitable[None]]
+
+_MAX_HEADERS = 100
+_MAX_HEADER_BYTES = 64 * 1024
+
+
+class Responder:
+    """Writes one response to the client: whole, or as a stream with the right framing."""
+
+    __slots__ = ("_protocol", "_transport", "_keep_alive", "_http_11", "head_sent", "finished", "status", "_chunked")
+
+    def __init__(self, protocol: "HttpProtocol", keep_alive: bool, http_11: bool) -> None:
+        self._protocol = protocol
+        self._transport = protocol.transport
+        self._keep_alive = keep_alive
+        self._http_11 = http_11
+        self.head_sent = False
+        self.finished = False
+        self.status = 0
+        self._chunked = False
+
+    @property
+    def client_gone(self) -> bool:
+        return self._protocol.closed
+
+    def send(self, status: int, headers: Headers, body: bytes, reason: bytes | None = None) -> None:
+        """A complete response in one write."""
+        self.status = status
+        self.head_sent = self.finished = True
+        head = response_head(status, reason, headers, b"Content-Length: %d" % len(body), self._keep_alive)
+        if not self._protocol.closed:
+            self._transport.write(head + body)
+        self._protocol.response_done(self._keep_alive)
+
+    def start(self, status: int, headers: Headers, content_length: int | None, reason: bytes | None = None) -> None:
+        """Send the head of a streamed response; the body follows with :meth:`write`."""
+        self.status = status
+        self.head_sent = True
+        if content_length is not None:
+            framing: bytes | None = b"Content-Length: %d" % content_length
+        elif self._http_11:
+            framing, self._chunked = b"Transfer-Encoding: chunked", True
+        else:  # an HTTP/1.0 client: the end of the connection ends the body
+            framing, self._keep_alive = None, False
+        if not self._protocol.closed:
+            self._transport.write(response_head(status, reason, headers, framing, self._keep_alive))
+
+    def write(self, data: bytes) -> None:
+        if data and not self._protocol.closed:
+            self._transport.write(chunk(data) if self._chunked else data)
+
+    def end(self) -> None:
+        """The body is complete."""
+        if self.finished:
+            return
+        self.finished = True
+        if self._chunked and not self._protocol.closed:
+            self._transport.write(LAST_CHUNK)
+        self._protocol.response_done(self._keep_alive)
+
+    def abort(self) -> None:
+        """End the connection without finishing the body, so the client sees it is truncated."""
+        self.finished = True
+        self._protocol.abort()
+
+    def bind_reader(self, transport: asyncio.Transport | None) -> None:
+        """Back-pressure: while the client cannot take more, stop reading from ``transport``."""
+        self._protocol.upstream_reader = transport
+        if transport is not None and self._protocol.write_paused:
+            transport.pause_reading()
+
+
+class HttpProtocol(asyncio.Protocol):
+    """One client connection."""
+
+    def __init__(
+        self, handler: Handler, *, max_body_size: int, connections: set["HttpProtocol"], on_reject: Callable[[int], None] | None = None
+    ) -> None:
+        self.handler = handler
+        self.max_body_size = max_body_size
+        self.connections = connections
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.parser = httptools.HttpRequestParser(self)
+        self.closed = False
+        self.write_paused = False
+        self.upstream_reader: asyncio.Transport | None = None
+        self.on_reject = on_reject
+        self._task: asyncio.Task[None] | None = None
+        self._queue: deque[Request] = deque()
+        self._url = b""
+        self._headers: Headers = []
+        self._header_bytes = 0
+        self._body: list[bytes] = []
+        self._body_size = 0
+        self._rejected = False
+        self._drain: asyncio.Future[None] | None = None
+
+    @property
+    def idle(self) -> bool:
+        return self._task is None and not self._queue
+
+    # -- asyncio.Protocol ---------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.connections.add(self)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        if self._rejected:
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._reject(501, "protocol upgrades (WebSocket, h2c) are not supported", "upgrade_not_supported")
+        except httptools.HttpParserError as exc:
+            if not self._rejected:
+                self._reject(400, f"malformed HTTP request: {exc}", "bad_http")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.connections.discard(self)
+        if self._task is not None:
+            self._task.cancel()  # the handler closes its backend request
+        self._queue.clear()
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        if self.upstream_reader is not None:
+            self.upstream_reader.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.upstream_reader is not None and not self.upstream_reader.is_closing():
+            self.upstream_reader.resume_reading()
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+
+    # -- httptools callbacks -------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+        self._header_bytes = 0
+        self._body = []
+        self._body_size = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > _MAX_HEADER_BYTES:
+            self._reject(414, "request target too long", "uri_too_long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+        self._header_bytes += len(name) + len(value)
+        if len(self._headers) > _MAX_HEADERS or self._header_bytes > _MAX_HEADER_BYTES:
+            self._reject(431, f"request headers too large (at most {_MAX_HEADERS} headers, {_MAX_HEADER_BYTES} bytes)", "headers_too_large")
+
+    def on_headers_complete(self) -> None:
+        if self._rejected:
+            return
+        length = None
+        expect = False
+        for name, value in self._headers:
+            lower = name.lower()
+            if lower == b"content-length":
+                length = int(value) if value.strip().isdigit() else None
+            elif lower == b"expect" and value.lower() == b"100-continue":
+                expect = True
+        if length is not None and length > self.max_body_size:
+            self._reject(413, f"request body is larger than {self.max_body_size} bytes (raise --max-body-size)", "body_too_large")
+        elif expect:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, body: bytes) -> None:
+        if self._rejected:
+            return
+        self._body_size += len(body)
+        if self._body_size > self.max_body_size:
+            self._reject(413, f"request body is larger than {self.max_body_size} bytes (raise --max-body-size)", "body_too_large")
+            return
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self._rejected:
+            return
+        parser = self.parser
+        target = self._url
+        path = target.split(b"?", 1)[0]
+        request = Request(
+            method=parser.get_method().decode("ascii", "replace"),
+            target=target,
+            path=unquote(path.decode("latin-1")) if b"%" in path else path.decode("latin-1"),
+            headers=self._headers,
+            body=b"".join(self._body) if len(self._body) != 1 else self._body[0],
+            http_version=parser.get_http_version(),
+            keep_alive=parser.should_keep_alive(),
+        )
+        if self._task is None:
+            self._run(request)
+        else:  # pipelined: answer in order
+            self._queue.append(request)
+            self.transport.pause_reading()
+
+    # -- requests -------------------------------------------------------------
+
+    def _run(self, request: Request) -> None:
+        responder = Responder(self, request.keep_alive, request.http_version == "1.1")
+        self._task = self.loop.create_task(self._handle(request, responder))
+
+    async def _handle(self, request: Request, responder: Responder) -> None:
+        try:
+            await self.handler(request, responder)
+        except asyncio.CancelledError:
+            return
+        except Exception:
+            log.exception("unhandled error serving %s %s", request.method, request.path)
+            if not responder.head_sent:
+                responder.send(500, [(b"Content-Type", b"application/json")], error_body(500, "internal error in switchyard", "internal_error"))
+            else:
+                responder.abort()
+        finally:
+            if not responder.finished and not self.closed:
+                responder.abort()  # a handler that returned without finishing its response
+
+    def response_done(self, keep_alive: bool) -> None:
+        """Called by the responder when its response is complete."""
+        self._task = None
+        if self.closed:
+            return
+        if not keep_alive:
+            self.transport.close()
+            self.closed = True
+            return
+        if self._queue:
+            self._run(self._queue.popleft())
+            if not self._queue:
+                self.transport.resume_reading()
+
+    def _reject(self, status: int, message: str, code: str) -> None:
+        """Answer a request that cannot be read, then close the connection."""
+        self._rejected = True
+        if self.closed:
+            return
+        if self.on_reject is not None:
+            self.on_reject(status)
+        body = error_body(status, message, code)
+        headers = [(b"Content-Type", b"application/json"), (b"x-switchyard-error-source", b"switchyard")]
+        self.transport.write(response_head(status, None, headers, b"Content-Length: %d" % len(body), False) + body)
+        self.transport.close()
+        self.closed = True
+        log.info("rejected a request: %s", message)
+
+    def abort(self) -> None:
+        self.closed = True
+        self.transport.abort()
+
+    def close_when_idle(self) -> bool:
+        """For shutdown: close now if no request is in progress; return whether it closed."""
+        if self.idle and not self.closed:
+            self.transport.close()
+            self.closed = True
+        return self.closed
+
+    async def wait_writable(self) -> None:
+        """Wait while the client's socket buffer is full."""
+        if self.write_paused and not self.closed:
+            self._drain = self.loop.create_future()
+            await self._drain
+
+
+def protocol_factory(
+    handler: Handler, *, max_body_size: int, connections: set[HttpProtocol], on_reject: Callable[[int], None] | None = None
+) -> Callable[[], Any]:
+    return lambda: HttpProtocol(handler, max_body_size=max_body_size, connections=connections, on_reject=on_reject)

@@ -1,0 +1,87 @@
+"""HTTP/1.1 on the wire: requests as received, header filtering, response heads, chunk framing.
+
+Headers stay raw ``(name, value)`` byte pairs from parser to socket: a proxy that
+decodes and re-encodes them spends its time there and risks changing them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+
+Headers = list[tuple[bytes, bytes]]
+
+# RFC 9110 section 7.6.1, plus the non-standard ones still seen in the wild.
+HOP_BY_HOP = frozenset(
+    {b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"proxy-connection", b"te", b"trailer",
+     b"trailers", b"transfer-encoding", b"upgrade"}
+)
+NOT_FORWARDED = HOP_BY_HOP | {b"host", b"content-length", b"expect"}
+NOT_RETURNED = HOP_BY_HOP | {b"content-length"}
+
+_REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
+
+
+@dataclass(slots=True)
+class Request:
+    """A complete request as the client sent it (the body already read)."""
+
+    method: str
+    target: bytes  # the request-target, byte for byte (path and query, still percent-encoded)
+    path: str  # the decoded path, for dispatch
+    headers: Headers
+    body: bytes
+    http_version: str = "1.1"
+    keep_alive: bool = True
+    request_id: str = ""
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of header ``name`` (lower-case), or None."""
+        for key, value in self.headers:
+            if key.lower() == name:
+                return value
+        return None
+
+
+def filtered(headers: Iterable[tuple[bytes, bytes]], drop: frozenset[bytes]) -> Headers:
+    """``headers`` without those in ``drop`` and those named in a Connection header."""
+    headers = list(headers)
+    named: set[bytes] = set()
+    for name, value in headers:
+        if name.lower() == b"connection":
+            named.update(token.strip().lower() for token in value.split(b","))
+    return [(name, value) for name, value in headers if (lower := name.lower()) not in drop and lower not in named]
+
+
+def request_head(method: str, target: bytes, host: bytes, headers: Headers, body_length: int | None) -> bytes:
+    """The head of a request to the backend: the client's headers, a Host for the backend."""
+    lines = [method.encode("ascii"), b" ", target, b" HTTP/1.1\r\nHost: ", host, b"\r\n"]
+    for name, value in headers:
+        lines += (name, b": ", value, b"\r\n")
+    if body_length is not None:
+        lines += (b"Content-Length: ", str(body_length).encode("ascii"), b"\r\n")
+    lines.append(b"\r\n")
+    return b"".join(lines)
+
+
+def response_head(status: int, reason: bytes | None, headers: Headers, framing: bytes | None, keep_alive: bool) -> bytes:
+    """A response head; ``framing`` is the Content-Length or Transfer-Encoding line (without CRLF)."""
+    lines = [b"HTTP/1.1 ", str(status).encode("ascii"), b" ", reason or _REASONS.get(status, b"Unknown"), b"\r\n"]
+    for name, value in headers:
+        lines += (name, b": ", value, b"\r\n")
+    if framing is not None:
+        lines += (framing, b"\r\n")
+    if not keep_alive:
+        lines.append(b"Connection: close\r\n")
+    lines.append(b"\r\n")
+    return b"".join(lines)
+
+
+def chunk(data: bytes) -> bytes:
+    """``data`` as one chunk of a chunked body."""
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+LAST_CHUNK = b"0\r\n\r\n"
