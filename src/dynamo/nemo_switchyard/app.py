@@ -187,7 +187,7 @@ class App:
                 self.metrics.upstream_errors.labels(exc.kind).inc()
                 send_error(responder, exc.status, str(exc), f"backend_{exc.kind}", extra)
                 return str(exc.status)
-            responder.send(exchange.status, headers, body, exchange.reason or None)
+            responder.send(exchange.status, headers, body, exchange.reason or None, length)
             return str(exchange.status)
         responder.start(exchange.status, headers, length, exchange.reason or None)
         try:

@@ -28,19 +28,21 @@ log = logging.getLogger("switchyard.protocol")
 Handler = Callable[[Request, "Responder"], Awaitable[None]]
 
 _MAX_HEADERS = 100
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _MAX_HEADER_BYTES = 64 * 1024
 
 
 class Responder:
     """Writes one response to the client: whole, or as a stream with the right framing."""
 
-    __slots__ = ("_protocol", "_transport", "_keep_alive", "_http_11", "head_sent", "finished", "status", "_chunked")
+    __slots__ = ("_protocol", "_transport", "_keep_alive", "_http_11", "_head_only", "head_sent", "finished", "status", "_chunked")
 
-    def __init__(self, protocol: "HttpProtocol", keep_alive: bool, http_11: bool) -> None:
+    def __init__(self, protocol: "HttpProtocol", keep_alive: bool, http_11: bool, head_only: bool = False) -> None:
         self._protocol = protocol
         self._transport = protocol.transport
         self._keep_alive = keep_alive
         self._http_11 = http_11
+        self._head_only = head_only  # the answer to a HEAD request: headers only, never a body
         self.head_sent = False
         self.finished = False
         self.status = 0
@@ -50,13 +52,13 @@ class Responder:
     def client_gone(self) -> bool:
         return self._protocol.closed
 
-    def send(self, status: int, headers: Headers, body: bytes, reason: bytes | None = None) -> None:
-        """A complete response in one write."""
+    def send(self, status: int, headers: Headers, body: bytes, reason: bytes | None = None, length: int | None = None) -> None:
+        """A complete response in one write (``length`` overrides the body's, for HEAD)."""
         self.status = status
         self.head_sent = self.finished = True
-        head = response_head(status, reason, headers, b"Content-Length: %d" % len(body), self._keep_alive)
+        head = response_head(status, reason, headers, b"Content-Length: %d" % (len(body) if length is None else length), self._keep_alive)
         if not self._protocol.closed:
-            self._transport.write(head + body)
+            self._transport.write(head if self._head_only else head + body)
         self._protocol.response_done(self._keep_alive)
 
     def start(self, status: int, headers: Headers, content_length: int | None, reason: bytes | None = None) -> None:
@@ -73,7 +75,7 @@ class Responder:
             self._transport.write(response_head(status, reason, headers, framing, self._keep_alive))
 
     def write(self, data: bytes) -> None:
-        if data and not self._protocol.closed:
+        if data and not self._protocol.closed and not self._head_only:
             self._transport.write(chunk(data) if self._chunked else data)
 
     def end(self) -> None:
@@ -81,7 +83,7 @@ class Responder:
         if self.finished:
             return
         self.finished = True
-        if self._chunked and not self._protocol.closed:
+        if self._chunked and not self._protocol.closed and not self._head_only:
             self._transport.write(LAST_CHUNK)
         self._protocol.response_done(self._keep_alive)
 
@@ -121,6 +123,8 @@ class HttpProtocol(asyncio.Protocol):
         self._body: list[bytes] = []
         self._body_size = 0
         self._rejected = False
+        self._rejection: bytes | None = None  # an error to send once earlier pipelined answers are out
+        self._continue_pending = False
         self._drain: asyncio.Future[None] | None = None
 
     @property
@@ -191,6 +195,9 @@ class HttpProtocol(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         if self._rejected:
             return
+        if self.parser.should_upgrade():
+            self._reject(501, "protocol upgrades (WebSocket, h2c) are not supported", "upgrade_not_supported")
+            return
         length = None
         expect = False
         for name, value in self._headers:
@@ -202,7 +209,10 @@ class HttpProtocol(asyncio.Protocol):
         if length is not None and length > self.max_body_size:
             self._reject(413, f"request body is larger than {self.max_body_size} bytes (raise --max-body-size)", "body_too_large")
         elif expect:
-            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            if self.idle:
+                self.transport.write(_CONTINUE)
+            else:  # a response is in progress on this connection: the 100 must not land inside it
+                self._continue_pending = True
 
     def on_body(self, body: bytes) -> None:
         if self._rejected:
@@ -237,7 +247,7 @@ class HttpProtocol(asyncio.Protocol):
     # -- requests -------------------------------------------------------------
 
     def _run(self, request: Request) -> None:
-        responder = Responder(self, request.keep_alive, request.http_version == "1.1")
+        responder = Responder(self, request.keep_alive, request.http_version == "1.1", request.method == "HEAD")
         self._task = self.loop.create_task(self._handle(request, responder))
 
     async def _handle(self, request: Request, responder: Responder) -> None:
@@ -268,6 +278,11 @@ class HttpProtocol(asyncio.Protocol):
             self._run(self._queue.popleft())
             if not self._queue:
                 self.transport.resume_reading()
+        elif self._rejection is not None:
+            self._close_with(self._rejection)
+        elif self._continue_pending:
+            self._continue_pending = False
+            self.transport.write(_CONTINUE)
 
     def _reject(self, status: int, message: str, code: str) -> None:
         """Answer a request that cannot be read, then close the connection."""
@@ -276,12 +291,20 @@ class HttpProtocol(asyncio.Protocol):
             return
         if self.on_reject is not None:
             self.on_reject(status)
+        log.info("rejected a request: %s", message)
         body = error_body(status, message, code)
         headers = [(b"Content-Type", b"application/json"), (b"x-switchyard-error-source", b"switchyard")]
-        self.transport.write(response_head(status, None, headers, b"Content-Length: %d" % len(body), False) + body)
+        response = response_head(status, None, headers, b"Content-Length: %d" % len(body), False) + body
+        if self.idle:
+            self._close_with(response)
+        else:  # answers to earlier pipelined requests go first
+            self._rejection = response
+            self.transport.pause_reading()
+
+    def _close_with(self, response: bytes) -> None:
+        self.transport.write(response)
         self.transport.close()
         self.closed = True
-        log.info("rejected a request: %s", message)
 
     def abort(self) -> None:
         self.closed = True

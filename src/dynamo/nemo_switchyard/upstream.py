@@ -86,7 +86,8 @@ class Exchange:
         """Send the body to ``sink`` as it arrives; the future ends with the body (or UpstreamError)."""
         done = self._done_future()
         self._sink = sink
-        sink.bind_reader(self._connection.transport)
+        if not done.done():  # still arriving: let the client's pace govern reading from the backend
+            sink.bind_reader(self._connection.transport)
         pending, self._pending = self._pending, []
         for data in pending:
             sink.write(data)
@@ -108,6 +109,11 @@ class Exchange:
             connection.abort()
 
     # -- internals --------------------------------------------------------
+
+    def _close_delimited(self) -> bool:
+        if self.status < 200 or self.status in (204, 304) or self.content_length is not None:
+            return False
+        return not any(name.lower() == b"transfer-encoding" for name, _ in self.headers)
 
     def _done_future(self) -> asyncio.Future[None]:
         if self._done is None:
@@ -132,6 +138,9 @@ class Exchange:
             else:
                 self._timer = self._loop.call_later(self._first_byte_deadline - now, self._check_timeout)
             return
+        transport = self._connection.transport
+        if transport is not None and not transport.is_closing() and not transport.is_reading():
+            self.last_activity = now  # we paused reading (a slow client): the backend is not idle
         waited = now - self.last_activity
         if waited >= self._idle:
             self._fail(UpstreamError("idle_timeout", 504, f"the backend sent nothing for {self._idle:g}s"))
@@ -224,6 +233,8 @@ class _Connection(asyncio.Protocol):
             return
         if not exchange._head.done() and exchange.status == 0 and not exchange.reason:
             exchange._fail(_Stale())  # open() retries once if the connection was a reused one
+        elif exchange._head.done() and exc is None and exchange._close_delimited():
+            exchange._finish()  # a body without length or chunking ends with the connection
         elif not exchange._head.done():
             exchange._fail(UpstreamError("disconnected", 502, "the backend closed the connection before answering"))
         else:
@@ -324,7 +335,10 @@ class Upstream:
         return connection
 
     def _release(self, connection: _Connection) -> None:
-        if len(self._idle) < _MAX_IDLE and not connection.closed:
+        transport = connection.transport
+        if len(self._idle) < _MAX_IDLE and not connection.closed and transport is not None:
+            if not transport.is_reading():
+                transport.resume_reading()  # it may have been paused for a slow client
             self._idle.append(connection)
         else:
             connection.abort()
