@@ -38,6 +38,30 @@ class _CachedLabels:
         return getattr(self._metric, name)
 
 
+class _InFlight:
+    """A gauge of requests in progress. In one process it is a plain counter read at scrape
+    time (no lock per request); across worker processes it is prometheus_client's livesum gauge."""
+
+    def __init__(self, gauge: Gauge, shared: bool) -> None:
+        self._gauge = gauge
+        self._shared = shared
+        self.value = 0
+        if not shared:
+            gauge.set_function(lambda: self.value)
+
+    def inc(self) -> None:
+        if self._shared:
+            self._gauge.inc()
+        else:
+            self.value += 1
+
+    def dec(self) -> None:
+        if self._shared:
+            self._gauge.dec()
+        else:
+            self.value -= 1
+
+
 class Metrics:
     """All of switchyard's metrics, on a registry of its own."""
 
@@ -68,7 +92,10 @@ class Metrics:
                 "switchyard_upstream_duration_seconds", "Backend time to the end of the body.", ["model"], buckets=_UPSTREAM_BUCKETS, registry=r
             )
         )
-        self.in_flight = Gauge("switchyard_in_flight_requests", "Requests being served now.", registry=r, multiprocess_mode="livesum")
+        self.in_flight = _InFlight(
+            Gauge("switchyard_in_flight_requests", "Requests being served now.", registry=r, multiprocess_mode="livesum"),
+            shared=self.multiprocess,
+        )
         self.upstream_errors = _CachedLabels(
             Counter("switchyard_upstream_errors", "Failed backend exchanges by kind.", ["kind"], registry=r)
         )
