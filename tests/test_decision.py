@@ -90,7 +90,7 @@ class SlowRouter(Router):
 
 def _decider_with(router: Router, monkeypatch: pytest.MonkeyPatch, **overrides) -> Decider:
     decider = Decider(_settings(**overrides))
-    monkeypatch.setattr(decider, "_build", lambda name: router)
+    monkeypatch.setattr(decision_module, "build_router", lambda settings, name: router)
     return decider
 
 
@@ -258,7 +258,7 @@ def test_decide_router_load_failure_raises_router_error(monkeypatch: pytest.Monk
         _decide(decider, "hello")
 
 
-# ---------------------------------------------------------------- _build and loading
+# ---------------------------------------------------------------- build_router and loading
 
 
 def test_build_passes_options_seed_and_checkpoint(monkeypatch: pytest.MonkeyPatch):
@@ -272,8 +272,8 @@ def test_build_passes_options_seed_and_checkpoint(monkeypatch: pytest.MonkeyPatc
     decider = Decider(
         _settings(router_type="lexical", checkpoint_path="/ckpt", random_seed=9, router_options={"lexical": {"a": 1}, "random": {"b": 2}})
     )
-    decider._build("lexical")
-    decider._build("random")
+    decision_module.build_router(decider.settings, "lexical")
+    decision_module.build_router(decider.settings, "random")
     assert calls[0] == ("lexical", "/ckpt", {"a": 1})
     # The checkpoint belongs to the configured router only; the seed defaults from settings.
     assert calls[1] == ("random", None, {"b": 2, "seed": 9})
@@ -282,14 +282,14 @@ def test_build_passes_options_seed_and_checkpoint(monkeypatch: pytest.MonkeyPatc
 def test_build_explicit_seed_option_wins(monkeypatch: pytest.MonkeyPatch):
     calls = []
     monkeypatch.setattr(registry, "build", lambda name, **kw: calls.append(kw["options"]) or FixedRouter())
-    Decider(_settings(random_seed=9, router_options={"random": {"seed": 1}}))._build("random")
+    decision_module.build_router(_settings(random_seed=9, router_options={"random": {"seed": 1}}), "random")
     assert calls == [{"seed": 1}]
 
 
 def test_build_does_not_mutate_settings_options(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(registry, "build", lambda name, **kw: FixedRouter())
     settings = _settings(router_options={"random": {"b": 2}})
-    Decider(settings)._build("random")
+    decision_module.build_router(settings, "random")
     assert settings.router_options == {"random": {"b": 2}}
 
 
@@ -299,7 +299,7 @@ def test_build_keeps_router_error(monkeypatch: pytest.MonkeyPatch):
 
     monkeypatch.setattr(registry, "build", fail)
     with pytest.raises(RouterError, match="^precise message$"):
-        Decider(_settings())._build("random")
+        decision_module.build_router(_settings(), "random")
 
 
 def test_routers_loaded_once_even_with_concurrent_first_calls(monkeypatch: pytest.MonkeyPatch):

@@ -76,6 +76,7 @@ class App:
             ("GET", "/metrics"): self.metrics_page,
             ("GET", "/stats"): self.stats,
             ("GET", "/v1/models"): self.models,
+            ("POST", "/v1/route"): self.route,
         }
 
     async def startup(self, check_backend: bool = True) -> None:
@@ -114,19 +115,11 @@ class App:
             except bodies.BodyError as exc:
                 return self._reject(responder, 400, str(exc), "invalid_json")
             started = time.perf_counter()
-            try:
-                target = self.decider.target(body.get("model"))
-                if target is None:
-                    decision = Decision(PASSTHROUGH, str(body.get("model")))
-                else:
-                    prompt = extract_prompt(ROUTED_ENDPOINTS[request.path], body, self.settings.prompt_scope)
-                    decision = await self.decider.decide(target, prompt)
-                    raw = bodies.replace_model(raw, decision.model, body)
-            except (RoutingRequestError, PromptError) as exc:
-                return self._reject(responder, 400, str(exc), "invalid_request")
-            except RouterError as exc:
-                return self._reject(responder, 400, f"router unavailable: {exc}", "router_unavailable")
+            decision = await self._decide(responder, ROUTED_ENDPOINTS[request.path], body, body.get("model"), count=True)
+            if decision is None:
+                return
             if decision.decision != PASSTHROUGH:
+                raw = bodies.replace_model(raw, decision.model, body)
                 metrics.routing_latency.observe(time.perf_counter() - started)
                 if decision.score is not None:
                     metrics.scores.labels(decision.router).observe(decision.score)
@@ -135,6 +128,23 @@ class App:
             await self._proxy(request, responder, raw, decision)
         finally:
             metrics.in_flight.dec()
+
+    async def _decide(self, responder: Responder, endpoint: Endpoint, body: dict[str, Any], model: Any, count: bool) -> Decision | None:
+        """The decision for a body, or None after answering 400 (counted as rejected if ``count``)."""
+        try:
+            target = self.decider.target(model)
+            if target is None:
+                return Decision(PASSTHROUGH, str(model))
+            return await self.decider.decide(target, extract_prompt(endpoint, body, self.settings.prompt_scope))
+        except (RoutingRequestError, PromptError) as exc:
+            status, message, code = 400, str(exc), "invalid_request"
+        except RouterError as exc:
+            status, message, code = 400, f"router unavailable: {exc}", "router_unavailable"
+        if count:
+            self._reject(responder, status, message, code)
+        else:
+            send_error(responder, status, message, code)
+        return None
 
     def _reject(self, responder: Responder, status: int, message: str, code: str) -> None:
         self.metrics.requests.labels("rejected", str(status)).inc()
@@ -154,41 +164,40 @@ class App:
         extra = decision_headers(decision) if decision is not None else []
         # Label by configured model only: passthrough names come from clients and are unbounded.
         model = decision.model if decision is not None and decision.model in self._model_labels else "other"
-        started = time.perf_counter()
+        outcome = _Outcome(metrics, decision, model, time.perf_counter())
         try:
             exchange = await self.upstream.open(request.method, request.target, filtered(request.headers, NOT_FORWARDED), raw or None)
         except UpstreamError as exc:
             metrics.upstream_errors.labels(exc.kind).inc()
+            outcome.record(exc.status)
             send_error(responder, exc.status, str(exc), f"backend_{exc.kind}", extra)
-            if decision is not None:
-                metrics.requests.labels(decision.decision, str(exc.status)).inc()
             return
-        metrics.upstream_ttfb.labels(model).observe(time.perf_counter() - started)
-        status = _CLIENT_CLOSED
+        metrics.upstream_ttfb.labels(model).observe(time.perf_counter() - outcome.started)
         try:
             headers = filtered(exchange.headers, NOT_RETURNED)
             headers += extra
             if exchange.status >= 400:
                 headers.append((ERROR_SOURCE.encode(), b"backend"))
-            status = await self._relay(responder, exchange, headers, extra)
+            await self._relay(responder, exchange, headers, extra, outcome)
         finally:
             exchange.close()  # no-op when the body arrived whole (the connection is back in the pool)
-            metrics.upstream_duration.labels(model).observe(time.perf_counter() - started)
-            if decision is not None:
-                metrics.requests.labels(decision.decision, status).inc()
+            outcome.record(_CLIENT_CLOSED)  # no-op unless the client left first
 
-    async def _relay(self, responder: Responder, exchange: Any, headers: Headers, extra: Headers) -> str:
-        """Relay the backend's body; return the status label for metrics."""
+    async def _relay(self, responder: Responder, exchange: Any, headers: Headers, extra: Headers, outcome: "_Outcome") -> None:
+        """Relay the backend's body. The outcome is recorded before the last write, so a client
+        that reads /stats right after its answer sees it counted."""
         length = exchange.content_length
         if length is not None and length <= 1 << 20:
             try:
                 body = await exchange.read()
             except UpstreamError as exc:  # nothing sent yet: a clean error
                 self.metrics.upstream_errors.labels(exc.kind).inc()
+                outcome.record(exc.status)
                 send_error(responder, exc.status, str(exc), f"backend_{exc.kind}", extra)
-                return str(exc.status)
+                return
+            outcome.record(exchange.status)
             responder.send(exchange.status, headers, body, exchange.reason or None, length)
-            return str(exchange.status)
+            return
         responder.start(exchange.status, headers, length, exchange.reason or None)
         try:
             await exchange.relay(responder)
@@ -197,15 +206,36 @@ class App:
             # sees a truncated response instead of a complete-looking one.
             self.metrics.upstream_errors.labels(exc.kind).inc()
             log.warning("backend response broke off mid-stream: %s", exc)
+            outcome.record(exchange.status)
             responder.abort()
-            return str(exchange.status)
+            return
+        outcome.record(exchange.status)
         responder.end()
-        return str(exchange.status)
 
     # -- switchyard's own endpoints ---------------------------------------------
 
     def _json(self, responder: Responder, data: Any, status: int = 200) -> None:
         responder.send(status, [_JSON], orjson.dumps(data))
+
+    async def route(self, request: Request, responder: Responder) -> None:
+        """The decision a chat (``messages``) or completions (``prompt``) body would get, without calling
+        the backend (shadow testing). Not traffic: not counted in the metrics."""
+        try:
+            body = bodies.parse(request.body)
+        except bodies.BodyError as exc:
+            return send_error(responder, 400, str(exc), "invalid_json")
+        if "messages" not in body and "prompt" not in body:
+            return send_error(responder, 400, "request body needs 'messages' (a chat body) or 'prompt' (a completions body)", "invalid_request")
+        model = body.get("model")
+        endpoint: Endpoint = "chat" if "messages" in body else "completions"
+        decision = await self._decide(responder, endpoint, body, self.settings.virtual_model_name if model is None else model, count=False)
+        if decision is None:
+            return
+        answer = {"model": decision.model, "decision": decision.decision, "score": decision.score,
+                  "router": decision.router, "threshold": decision.threshold}
+        if decision.reason is not None:
+            answer["reason"] = decision.reason
+        self._json(responder, answer)
 
     async def models(self, request: Request, responder: Responder) -> None:
         settings = self.settings
@@ -265,3 +295,24 @@ class App:
             )
         else:
             log.info("backend %s serves %s", settings.backend_url, ", ".join(settings.served_models))
+
+
+class _Outcome:
+    """Records a proxied request's duration and status once."""
+
+    __slots__ = ("metrics", "decision", "model", "started", "done")
+
+    def __init__(self, metrics: Metrics, decision: Decision | None, model: str, started: float) -> None:
+        self.metrics = metrics
+        self.decision = decision
+        self.model = model
+        self.started = started
+        self.done = False
+
+    def record(self, status: int | str) -> None:
+        if self.done:
+            return
+        self.done = True
+        self.metrics.upstream_duration.labels(self.model).observe(time.perf_counter() - self.started)
+        if self.decision is not None:
+            self.metrics.requests.labels(self.decision.decision, str(status)).inc()

@@ -20,6 +20,7 @@ import orjson
 from . import __version__
 from .config import ENV_PREFIX, ConfigError, Settings, load_settings
 from .routers.base import RouterError
+from .tools.jsonl import ToolError
 
 PROG = "switchyard"
 
@@ -48,13 +49,15 @@ def _json_object(text: str) -> dict[str, Any]:
     return value
 
 
-def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per setting, documented with its environment variable and default."""
+def add_settings_arguments(parser: argparse.ArgumentParser, only: Sequence[str] | None = None) -> None:
+    """One flag per setting (or per setting in ``only``), documented with its environment variable and default."""
     parser.add_argument(
         "--config", metavar="FILE", default=os.environ.get(ENV_PREFIX + "CONFIG"),
         help=f"YAML or TOML file with settings (keys as flag names); env {ENV_PREFIX}CONFIG.",
     )
     for name, field in Settings.model_fields.items():
+        if only is not None and name not in only:
+            continue
         kind, choices = _field_type(field.annotation)
         default = "required" if field.is_required() else f"default: {field.get_default(call_default_factory=True)!r}"
         parser.add_argument(
@@ -76,7 +79,28 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="Run the routing proxy.", description="Run the routing proxy.")
     add_settings_arguments(serve)
     serve.set_defaults(handler=_serve)
+    _add_tools(commands)
     return parser
+
+
+def _add_tools(commands: Any) -> None:
+    """``score``, ``calibrate``, ``eval``, ``train``: offline tools (``tools/``), with the server's router flags."""
+    from .tools import calibrate, common, evaluate, score, train
+
+    settings_of = {
+        score: common.ROUTER_FIELDS + common.PROMPT_FIELDS,
+        calibrate: common.ROUTER_FIELDS + common.PROMPT_FIELDS,
+        evaluate: common.ROUTER_FIELDS + common.PROMPT_FIELDS,
+        train: common.PROMPT_FIELDS,
+    }
+    for tool, fields in settings_of.items():
+        parser = commands.add_parser(
+            tool.NAME, help=tool.HELP, description=tool.DESCRIPTION, epilog=getattr(tool, "EPILOG", None),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        tool.add_arguments(parser)
+        add_settings_arguments(parser, fields)
+        parser.set_defaults(handler=tool.run)
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -107,8 +131,11 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
 def _run(handler: Any, args: argparse.Namespace) -> int:
     try:
         return handler(args)
-    except (ConfigError, RouterError) as exc:
+    except (ConfigError, RouterError, ToolError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # e.g. `switchyard score ... --output - | head`: the reader left, not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141

@@ -106,26 +106,27 @@ class Decider:
         lock = self._loading.setdefault(name, asyncio.Lock())
         async with lock:
             if name not in self._scorers:
-                router = await asyncio.to_thread(self._build, name)
+                router = await asyncio.to_thread(build_router, self.settings, name)
                 self._scorers[name] = Scorer(router, batch_size=self.settings.router_batch_size, concurrency=router.concurrency)
                 log.info("loaded router %r", name)
         return self._scorers[name]
-
-    def _build(self, name: str) -> Any:
-        settings = self.settings
-        options = dict(settings.router_options.get(name, {}))
-        if name == "random":
-            options.setdefault("seed", settings.random_seed)
-        checkpoint = settings.checkpoint_path if name == settings.router_type else None
-        try:
-            return registry.build(name, checkpoint_path=checkpoint, options=options)
-        except RouterError:
-            raise
-        except Exception as exc:
-            raise RouterError(f"cannot load router {name!r}: {exc}") from exc
 
     async def aclose(self) -> None:
         for scorer in self._scorers.values():
             await scorer.aclose()
             scorer.router.close()
         self._scorers.clear()
+
+
+def build_router(settings: Settings, name: str) -> Any:
+    """Build router ``name`` with its options from ``settings`` (the checkpoint goes to the configured router)."""
+    options = dict(settings.router_options.get(name, {}))
+    if name == "random":
+        options.setdefault("seed", settings.random_seed)
+    checkpoint = settings.checkpoint_path if name == settings.router_type else None
+    try:
+        return registry.build(name, checkpoint_path=checkpoint, options=options)
+    except RouterError:
+        raise
+    except Exception as exc:
+        raise RouterError(f"cannot load router {name!r}: {exc}") from exc
