@@ -5,5 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh test
 scripts/setup_dynamo.sh
+scripts/setup_routellm.sh
 export SWITCHYARD_REQUIRE_DYNAMO=1
-exec .venv/bin/python -m pytest -p no:cacheprovider "$@"
+# The whole suite in the base install (no torch, no RouteLLM: those tests check the install
+# hint), then RouteLLM's routers in their own environment with the "routellm" extra.
+.venv/bin/python -m pytest -p no:cacheprovider "$@"
+SWITCHYARD_REQUIRE_ROUTELLM=1 .venv-routellm/bin/python -m pytest -p no:cacheprovider -p no:asyncio "$@" tests/test_routellm.py

@@ -17,6 +17,11 @@ DEFAULT_ROUTER = "lexical"
 _ROUTERS: dict[str, str] = {
     "lexical": ".lexical:LexicalRouter",
     "random": ".random:RandomRouter",
+    # RouteLLM's routers: the "routellm" extra (RouteLLM 0.2.0, torch), imported only when chosen.
+    "mf": ".routellm:MatrixFactorizationRouter",
+    "causal_llm": ".routellm:CausalLLMRouter",
+    "bert": ".routellm:BertRouter",
+    "sw_ranking": ".routellm:SWRankingRouter",
 }
 
 
