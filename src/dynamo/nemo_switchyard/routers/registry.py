@@ -17,6 +17,7 @@ DEFAULT_ROUTER = "lexical"
 _ROUTERS: dict[str, str] = {
     "lexical": ".lexical:LexicalRouter",
     "random": ".random:RandomRouter",
+    "learned": ".learned:LearnedRouter",
     # RouteLLM's routers: the "routellm" extra (RouteLLM 0.2.0, torch), imported only when chosen.
     "mf": ".routellm:MatrixFactorizationRouter",
     "causal_llm": ".routellm:CausalLLMRouter",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     rows = read_labeled(args.input, settings.prompt_scope)
     pair(rows, args.strong, args.weak, args.input)  # fail early, with the models in the file, when a name matches nothing
     try:
-        from .. import training
+        training = importlib.import_module(f"{__package__.rpartition('.')[0]}.training")
     except ImportError as exc:
         raise ToolError(f"training is not available in this install: {exc}") from None
     strong = args.strong[0] if len(args.strong) == 1 else args.strong

