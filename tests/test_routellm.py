@@ -28,7 +28,6 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 from fake_embeddings import FakeEmbeddings, vector
 
-from dynamo.nemo_switchyard.routers import registry
 from dynamo.nemo_switchyard.routers import routellm as rl
 from dynamo.nemo_switchyard.routers.base import RouterError
 from dynamo.nemo_switchyard.scoring import Scorer
