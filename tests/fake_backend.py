@@ -21,6 +21,11 @@ from aiohttp import web
 
 LOG: list[dict] = []
 EVENTS: list[dict] = []
+HOLDS: dict[str, asyncio.Event] = {}  # x-fake-hold: KEY streams wait here until POST /_fake/release?key=KEY
+
+
+def _hold(key: str) -> asyncio.Event:
+    return HOLDS.setdefault(key, asyncio.Event())
 
 
 def stream_bytes(model: str, chunks: int) -> list[bytes]:
@@ -88,6 +93,15 @@ async def handle(request: web.Request) -> web.StreamResponse:
         body = {}
     model = body.get("model", "") if isinstance(body, dict) else ""
 
+    if model in request.app["fail_models"] and request.path != "/v1/models":
+        # This model's "worker" is broken: reset the connection before answering, or answer 503.
+        EVENTS.append({"event": "failed_model", "model": model, "path": request.path, "time": time.time()})
+        if request.app["fail_mode"] == "reset":
+            assert request.transport is not None
+            request.transport.abort()
+            return web.Response(status=500)  # never sent: the connection is gone
+        return web.Response(status=503, body=b'{"message":"Service temporarily unavailable","type":"Service Unavailable","code":503}',
+                            content_type="application/json")
     if "x-fake-delay" in headers:
         await asyncio.sleep(float(headers["x-fake-delay"]))
     if "x-fake-status" in headers:
@@ -116,6 +130,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     reset_after = int(headers.get("x-fake-reset-after", "-1"))
     forever = "x-fake-forever" in headers
     chunks = int(headers.get("x-fake-chunks", "20"))
+    hold = headers.get("x-fake-hold")  # after the first piece, wait for /_fake/release?key=...
     pieces = stream_bytes(model, chunks)
     sent = 0
     try:
@@ -135,6 +150,9 @@ async def handle(request: web.Request) -> web.StreamResponse:
             await response.write(piece)
             sent += 1
             index += 1
+            if hold is not None and index == 1:
+                EVENTS.append({"event": "holding", "key": hold, "time": time.time()})
+                await _hold(hold).wait()
             if interval:
                 await asyncio.sleep(interval)
         await response.write_eof()
@@ -149,17 +167,25 @@ async def fake_log(request: web.Request) -> web.Response:
     return web.json_response({"requests": LOG, "events": EVENTS})
 
 
+async def fake_release(request: web.Request) -> web.Response:
+    _hold(request.query["key"]).set()
+    return web.json_response({"ok": True})
+
+
 async def fake_reset(request: web.Request) -> web.Response:
     LOG.clear()
     EVENTS.clear()
     return web.json_response({"ok": True})
 
 
-def make_app(models: list[str]) -> web.Application:
+def make_app(models: list[str], fail_models: list[str] = (), fail_mode: str = "reset") -> web.Application:
     app = web.Application(client_max_size=256 * 1024 * 1024)
     app["models"] = models
+    app["fail_models"] = frozenset(fail_models)
+    app["fail_mode"] = fail_mode
     app.router.add_get("/_fake/log", fake_log)
     app.router.add_post("/_fake/reset", fake_reset)
+    app.router.add_post("/_fake/release", fake_release)
     app.router.add_route("*", "/{tail:.*}", handle)
     return app
 
@@ -168,8 +194,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--models", nargs="*", default=["strong-model", "weak-model"])
+    parser.add_argument("--fail-models", nargs="*", default=[], help="requests naming these models fail before an answer")
+    parser.add_argument("--fail-mode", choices=["reset", "503"], default="reset", help="how they fail: connection reset, or 503")
     args = parser.parse_args()
-    web.run_app(make_app(args.models), host="127.0.0.1", port=args.port, print=None, access_log=None, handler_cancellation=True)
+    web.run_app(make_app(args.models, args.fail_models, args.fail_mode), host="127.0.0.1", port=args.port, print=None, access_log=None, handler_cancellation=True)
 
 
 if __name__ == "__main__":

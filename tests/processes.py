@@ -77,8 +77,11 @@ def switchyard_command(*flags: str) -> list[str]:
     return [sys.executable, "-m", "dynamo.nemo_switchyard", *flags]
 
 
-def fake_backend_command(port: int, *models: str) -> list[str]:
-    return [sys.executable, str(ROOT / "tests" / "fake_backend.py"), "--port", str(port), "--models", *(models or ("strong-model", "weak-model"))]
+def fake_backend_command(port: int, *models: str, fail_models: tuple[str, ...] = (), fail_mode: str = "reset") -> list[str]:
+    command = [sys.executable, str(ROOT / "tests" / "fake_backend.py"), "--port", str(port), "--models", *(models or ("strong-model", "weak-model"))]
+    if fail_models:
+        command += ["--fail-models", *fail_models, "--fail-mode", fail_mode]
+    return command
 
 
 def backend_log(base_url: str) -> dict:

@@ -86,7 +86,8 @@ def test_request_headers_are_forwarded_except_hop_by_hop(proxy, reset_backend):
     assert got["user-agent"] == "my-client/1.0"
     assert "x-drop-me" not in got and "keep-alive" not in got
     assert got["accept-encoding"] == "identity"  # what http.client sent, nothing injected
-    assert set(got) == {"host", "accept-encoding", "content-type", "content-length", "authorization", "x-dynamo-session-id", "traceparent", "user-agent"}
+    assert set(got) == {"host", "accept-encoding", "content-type", "content-length", "authorization", "x-dynamo-session-id", "traceparent", "user-agent",
+                        "x-request-id"}  # switchyard's request id, also returned to the client
 
 
 def test_passthrough_for_a_real_model_touches_nothing(proxy, reset_backend):

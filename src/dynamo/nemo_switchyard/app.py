@@ -7,21 +7,27 @@ endpoints, switchyard's own endpoints, and everything else forwarded as is.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import random
 import time
+import urllib.parse
 from typing import Any
 
 import orjson
 
 from . import __version__, body as bodies
+from .auth import Authenticator, unsafe_target
 from .config import Settings
 from .decision import FALLBACK, PASSTHROUGH, Decider, Decision, RoutingRequestError
 from .errors import ERROR_SOURCE, error_body
+from .logs import PROMPT_LOG_LIMIT, REQUEST_ID, REQUEST_ID_HEADER, access_log, new_request_id, valid_request_id
 from .metrics import CONTENT_TYPE, Metrics
-from .prompt import Endpoint, PromptError, extract_prompt
+from .openapi import OPENAPI
+from .prompt import Endpoint, PromptError, check_types, extract_prompt, json_type
 from .protocol import Responder
 from .routers.base import RouterError
-from .upstream import Upstream, UpstreamError
+from .upstream import Exchange, Upstream, UpstreamError
 from .wire import NOT_FORWARDED, NOT_RETURNED, Headers, Request, filtered
 
 log = logging.getLogger("switchyard")
@@ -35,10 +41,36 @@ ROUTED_ENDPOINTS: dict[str, Endpoint] = {
 _READY_CACHE_SECONDS = 1.0
 _CLIENT_CLOSED = "499"  # nginx's status for a client that left before the answer ended
 _JSON = (b"Content-Type", b"application/json")
+# Connection errors before the response head: the backend sent nothing, so a retry is safe to try.
+_RETRYABLE = frozenset({"connect", "connect_timeout", "disconnected"})
+_BACKOFF_CAP = 5.0  # seconds
+# Backend answers that mean "this model cannot serve now" (e.g. Dynamo's 503 for a dead worker): failover candidates.
+_UNAVAILABLE = frozenset({502, 503, 504})
+
+
+def backoff(retry: int, base: float) -> float:
+    """Seconds before retry number ``retry`` (1, 2, ...): exponential, capped, with jitter in [50 %, 100 %]."""
+    return min(_BACKOFF_CAP, base * 2 ** (retry - 1)) * random.uniform(0.5, 1.0)
+
+
+def is_json_type(content_type: bytes | None) -> bool:
+    """Whether a Content-Type header allows a JSON body: absent, application/json or application/*+json."""
+    if content_type is None:
+        return True
+    media = content_type.split(b";", 1)[0].strip().lower()
+    return media == b"application/json" or (media.startswith(b"application/") and media.endswith(b"+json"))
+
+
+def header_value(text: str) -> bytes:
+    """``text`` as a safe header value: a passthrough model name comes from the client, and a CR/LF or
+    other control character in it must not split or corrupt the response head (percent-encoded instead)."""
+    if text.isascii() and text.isprintable():
+        return text.encode()
+    return urllib.parse.quote(text, safe=" !\"#$&'()*+,-./:;<=>?@[\\]^_`{|}~").encode()
 
 
 def decision_headers(decision: Decision) -> Headers:
-    headers = [(b"x-routellm-routed-model", decision.model.encode()), (b"x-switchyard-decision", decision.decision.encode())]
+    headers = [(b"x-routellm-routed-model", header_value(decision.model)), (b"x-switchyard-decision", decision.decision.encode())]
     if decision.router is not None:
         headers.append((b"x-switchyard-router", decision.router.encode()))
     if decision.score is not None:
@@ -68,6 +100,8 @@ class App:
             idle_timeout=settings.idle_timeout,
         )
         self.metrics = Metrics()
+        backend_key = settings.backend_api_key.get_secret_value() if settings.backend_api_key is not None else None
+        self.auth = Authenticator(settings.client_api_keys, settings.open_endpoints, backend_key)
         self._model_labels = frozenset(settings.served_models)
         self._ready: tuple[float, bool] = (0.0, False)
         self._own = {
@@ -77,7 +111,9 @@ class App:
             ("GET", "/stats"): self.stats,
             ("GET", "/v1/models"): self.models,
             ("POST", "/v1/route"): self.route,
+            ("GET", "/openapi.json"): self.openapi,
         }
+        self.draining = False  # set on SIGTERM: /ready answers 503 so load balancers stop sending
 
     async def startup(self, check_backend: bool = True) -> None:
         """Load the router (a broken one stops start-up) and check the backend in the background."""
@@ -94,6 +130,59 @@ class App:
         self.metrics.requests.labels("rejected", str(status)).inc()
 
     async def handle(self, request: Request, responder: Responder) -> None:
+        started = time.perf_counter()
+        _identify(request, responder)
+        try:
+            await self._checked(request, responder)
+        finally:
+            if access_log.isEnabledFor(logging.INFO):  # the fields are gathered only when the line is written
+                self._log_access(request, responder, started)
+
+    async def _checked(self, request: Request, responder: Responder) -> None:
+        """Refuse what must not reach the backend (bad targets, missing client key), then dispatch."""
+        problem = unsafe_target(request.target)
+        if problem is not None:
+            return self._reject(responder, 400, problem, "invalid_path")
+        guard = self.auth
+        if guard.enabled and not guard.is_open(request.method, request.path) and not guard.allowed(request.headers):
+            self.metrics.requests.labels("rejected", "401").inc()
+            return send_error(
+                responder, 401, "invalid or missing API key: send Authorization: Bearer KEY or x-api-key: KEY", "invalid_api_key",
+                [(b"WWW-Authenticate", b'Bearer realm="switchyard"')],
+            )
+        if guard.rewrites:
+            request.headers = guard.forwarded(request.headers)
+        await self._dispatch(request, responder)
+
+    def _log_access(self, request: Request, responder: Responder, started: float) -> None:
+        """One info line per request: method, path, status, decision, routed model, score, duration (and the
+        prompt with --log-prompts). The path is the raw one, without the query (which may hold secrets)."""
+        if responder.finished:
+            status: int | str = responder.status
+        else:
+            status = _CLIENT_CLOSED if responder.client_gone else (responder.status or 500)
+        decision = request.extra.get("decision")
+        fields: dict[str, Any] = {
+            "method": request.method,
+            "path": request.target.split(b"?", 1)[0].decode("latin-1"),
+            "status": int(status),
+            "decision": decision.decision if decision is not None else None,
+            "model": decision.model[:256] if decision is not None else None,  # a passthrough name is the client's
+            "score": round(decision.score, 6) if decision is not None and decision.score is not None else None,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+        }
+        if self.settings.log_prompts and request.method == "POST" and request.path in ROUTED_ENDPOINTS:
+            fields["prompt"] = self._prompt_text(request)
+        access_log.info("%s %s %s", fields["method"], fields["path"], status, extra={"fields": fields})
+
+    def _prompt_text(self, request: Request) -> str | None:
+        try:
+            text = extract_prompt(ROUTED_ENDPOINTS[request.path], bodies.parse(request.body), self.settings.prompt_scope)
+        except Exception:  # noqa: BLE001 - a body that could not be routed has no prompt to show; logging must not fail a request
+            return None
+        return text if len(text) <= PROMPT_LOG_LIMIT else text[:PROMPT_LOG_LIMIT] + "..."
+
+    async def _dispatch(self, request: Request, responder: Responder) -> None:
         if request.method == "POST" and request.path in ROUTED_ENDPOINTS:
             await self.routed(request, responder)
             return
@@ -110,6 +199,10 @@ class App:
         metrics.in_flight.inc()
         try:
             raw = request.body
+            if not is_json_type(request.header(b"content-type")):
+                content_type = (request.header(b"content-type") or b"").decode("latin-1")
+                message = f"Content-Type {content_type!r} is not supported: send the JSON body with Content-Type: application/json"
+                return self._reject(responder, 415, message, "unsupported_media_type")
             try:
                 body = bodies.parse(raw)
             except bodies.BodyError as exc:
@@ -118,6 +211,7 @@ class App:
             decision = await self._decide(responder, ROUTED_ENDPOINTS[request.path], body, body.get("model"), count=True)
             if decision is None:
                 return
+            request.extra["decision"] = decision  # for the access log
             if decision.decision != PASSTHROUGH:
                 raw = bodies.replace_model(raw, decision.model, body)
                 metrics.routing_latency.observe(time.perf_counter() - started)
@@ -125,16 +219,19 @@ class App:
                     metrics.scores.labels(decision.router).observe(decision.score)
                 if decision.decision == FALLBACK:
                     metrics.fallbacks.labels(decision.reason).inc()
-            await self._proxy(request, responder, raw, decision)
+            await self._proxy(request, responder, raw, decision, body if decision.decision != PASSTHROUGH else None)
         finally:
             metrics.in_flight.dec()
 
     async def _decide(self, responder: Responder, endpoint: Endpoint, body: dict[str, Any], model: Any, count: bool) -> Decision | None:
         """The decision for a body, or None after answering 400 (counted as rejected if ``count``)."""
         try:
+            if model is not None and not isinstance(model, str):
+                raise PromptError(f"'model' must be a string, not {json_type(model)}")
             target = self.decider.target(model)
             if target is None:
                 return Decision(PASSTHROUGH, str(model))
+            check_types(endpoint, body)
             return await self.decider.decide(target, extract_prompt(endpoint, body, self.settings.prompt_scope))
         except (RoutingRequestError, PromptError) as exc:
             status, message, code = 400, str(exc), "invalid_request"
@@ -159,20 +256,22 @@ class App:
             return send_error(responder, 400, "request target must be a path such as /v1/models", "invalid_path")
         await self._proxy(request, responder, request.body, None)
 
-    async def _proxy(self, request: Request, responder: Responder, raw: bytes, decision: Decision | None) -> None:
+    async def _proxy(
+        self, request: Request, responder: Responder, raw: bytes, decision: Decision | None, parsed: dict[str, Any] | None = None
+    ) -> None:
+        """Forward ``raw`` and relay the answer; ``parsed`` (a routed request's body) allows failover."""
         metrics = self.metrics
-        extra = decision_headers(decision) if decision is not None else []
         # Label by configured model only: passthrough names come from clients and are unbounded.
         model = decision.model if decision is not None and decision.model in self._model_labels else "other"
         outcome = _Outcome(metrics, decision, model, time.perf_counter())
         try:
-            exchange = await self.upstream.open(request.method, request.target, filtered(request.headers, NOT_FORWARDED), raw or None)
+            exchange = await self._connect(request, raw, parsed, outcome)
         except UpstreamError as exc:
-            metrics.upstream_errors.labels(exc.kind).inc()
             outcome.record(exc.status)
-            send_error(responder, exc.status, str(exc), f"backend_{exc.kind}", extra)
+            send_error(responder, exc.status, str(exc), f"backend_{exc.kind}", outcome.headers())
             return
-        metrics.upstream_ttfb.labels(model).observe(time.perf_counter() - outcome.started)
+        extra = outcome.headers()
+        metrics.upstream_ttfb.labels(outcome.model).observe(time.perf_counter() - outcome.started)
         try:
             headers = filtered(exchange.headers, NOT_RETURNED)
             headers += extra
@@ -182,6 +281,54 @@ class App:
         finally:
             exchange.close()  # no-op when the body arrived whole (the connection is back in the pool)
             outcome.record(_CLIENT_CLOSED)  # no-op unless the client left first
+
+    async def _connect(self, request: Request, raw: bytes, parsed: dict[str, Any] | None, outcome: "_Outcome") -> Exchange:
+        """The backend's response head, after retries; with --failover, a routed request whose model
+        fails before its first byte (an error, or a 502/503/504 answer) goes to the other model."""
+        other = self._failover_model(outcome.decision) if parsed is not None else None
+        try:
+            exchange = await self._open(request, raw, outcome)
+        except UpstreamError as exc:
+            if other is None:
+                raise
+            failure = str(exc)
+        else:
+            if other is None or exchange.status not in _UNAVAILABLE:
+                return exchange
+            exchange.close()  # its answer is dropped: nothing of it reached the client
+            failure = f"the backend answered {exchange.status}"
+        decision = outcome.decision
+        assert decision is not None
+        log.warning("failing over from %s to %s: %s", decision.model, other, failure)
+        self.metrics.failovers.labels(decision.model, other).inc()
+        outcome.failover = f"{decision.model}->{other}"
+        outcome.decision = request.extra["decision"] = dataclasses.replace(decision, model=other)  # the access log too
+        outcome.model = other
+        return await self._open(request, bodies.replace_model(request.body, other, parsed), outcome)
+
+    def _failover_model(self, decision: Decision | None) -> str | None:
+        """strong <-> weak (a separate fallback model fails over to strong); None without --failover."""
+        settings = self.settings
+        if not settings.failover or decision is None or decision.decision == PASSTHROUGH:
+            return None
+        other = settings.weak_model if decision.model == settings.strong_model else settings.strong_model
+        return other if other != decision.model else None
+
+    async def _open(self, request: Request, raw: bytes, outcome: "_Outcome") -> Exchange:
+        """``upstream.open``, retrying connection errors before the response head (--retries, --retry-backoff).
+        Nothing has reached the client at this point, so a retry can never duplicate bytes."""
+        headers = filtered(request.headers, NOT_FORWARDED)
+        while True:
+            try:
+                return await self.upstream.open(request.method, request.target, headers, raw or None)
+            except UpstreamError as exc:
+                self.metrics.upstream_errors.labels(exc.kind).inc()
+                if exc.kind not in _RETRYABLE or outcome.retries >= self.settings.retries:
+                    raise
+                outcome.retries += 1
+                self.metrics.retries.labels(exc.kind).inc()
+                log.info("retrying the backend request (%d/%d): %s", outcome.retries, self.settings.retries, exc)
+            await asyncio.sleep(backoff(outcome.retries, self.settings.retry_backoff))
 
     async def _relay(self, responder: Responder, exchange: Any, headers: Headers, extra: Headers, outcome: "_Outcome") -> None:
         """Relay the backend's body. The outcome is recorded before the last write, so a client
@@ -260,8 +407,13 @@ class App:
         self._json(responder, {"status": "ok", "ready": ready, "backend": self.settings.backend_url, "version": __version__})
 
     async def ready(self, request: Request, responder: Responder) -> None:
+        if self.draining:
+            return self._json(responder, {"ready": False, "draining": True, "backend": self.settings.backend_url}, 503)
         ready = await self.is_ready()
         self._json(responder, {"ready": ready, "backend": self.settings.backend_url}, 200 if ready else 503)
+
+    async def openapi(self, request: Request, responder: Responder) -> None:
+        self._json(responder, OPENAPI)
 
     async def metrics_page(self, request: Request, responder: Responder) -> None:
         responder.send(200, [(b"Content-Type", CONTENT_TYPE.encode())], self.metrics.exposition())
@@ -272,6 +424,9 @@ class App:
             "router": settings.router_type,
             "threshold": settings.threshold,
             "models": {"strong": settings.strong_model, "weak": settings.weak_model, "fallback": settings.fallback_model},
+            # this process's own figures, for leak checks (bench/soak.py)
+            "tasks": len(asyncio.all_tasks()),
+            "backend_connections": self.upstream.open_connections,
         }
         self._json(responder, self.metrics.stats(extra))
 
@@ -297,10 +452,28 @@ class App:
             log.info("backend %s serves %s", settings.backend_url, ", ".join(settings.served_models))
 
 
+def _identify(request: Request, responder: Responder) -> None:
+    """The request id: the client's x-request-id if it is sane, else a new one. It is returned on the
+    response, forwarded to the backend and set for every log line written while serving the request."""
+    sent = None
+    for name, value in request.headers:
+        if name.lower() == REQUEST_ID_HEADER:
+            sent = value
+            break
+    if sent is None or not valid_request_id(sent):
+        headers = request.headers if sent is None else [h for h in request.headers if h[0].lower() != REQUEST_ID_HEADER]
+        sent = new_request_id().encode()
+        headers.append((REQUEST_ID_HEADER, sent))
+        request.headers = headers
+    request.request_id = sent.decode("ascii")
+    responder.request_id = sent
+    REQUEST_ID.set(request.request_id)  # the task serving this request only (each has its own context)
+
+
 class _Outcome:
     """Records a proxied request's duration and status once."""
 
-    __slots__ = ("metrics", "decision", "model", "started", "done")
+    __slots__ = ("metrics", "decision", "model", "started", "done", "retries", "failover")
 
     def __init__(self, metrics: Metrics, decision: Decision | None, model: str, started: float) -> None:
         self.metrics = metrics
@@ -308,6 +481,17 @@ class _Outcome:
         self.model = model
         self.started = started
         self.done = False
+        self.retries = 0  # backend connection retries, over both models
+        self.failover: str | None = None  # "from->to"
+
+    def headers(self) -> Headers:
+        """The headers switchyard adds to this request's answer: decision, retries, failover."""
+        headers = decision_headers(self.decision) if self.decision is not None else []
+        if self.retries:
+            headers.append((b"x-switchyard-retries", b"%d" % self.retries))
+        if self.failover is not None:
+            headers.append((b"x-switchyard-failover", self.failover.encode()))
+        return headers
 
     def record(self, status: int | str) -> None:
         if self.done:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
+from pydantic import SecretStr
 
 from . import __version__
 from .config import ENV_PREFIX, ConfigError, Settings, load_settings
@@ -36,6 +37,10 @@ def _field_type(annotation: Any) -> tuple[Any, list[str] | None]:
         return str.lower, [str(arg) for arg in args]  # case-insensitive, like the environment
     if origin is dict or annotation is dict:
         return _json_object, None
+    if origin is list:  # a repeatable flag
+        return list, None
+    if annotation is SecretStr:
+        return str, None
     return annotation, None
 
 
@@ -60,14 +65,18 @@ def add_settings_arguments(parser: argparse.ArgumentParser, only: Sequence[str] 
             continue
         kind, choices = _field_type(field.annotation)
         default = "required" if field.is_required() else f"default: {field.get_default(call_default_factory=True)!r}"
+        if kind is bool:  # --flag / --no-flag
+            how: dict[str, Any] = {"action": argparse.BooleanOptionalAction}
+        elif kind is list:  # --flag A --flag B
+            how = {"action": "append", "type": str, "metavar": name.upper()}
+        else:
+            how = {"type": kind, "choices": choices, "metavar": name.upper() if choices is None else None}
         parser.add_argument(
             "--" + name.replace("_", "-"),
             dest=name,
-            type=kind,
-            choices=choices,
             default=argparse.SUPPRESS,
-            metavar=name.upper() if choices is None else None,
             help=f"{field.description} [{default}; env {ENV_PREFIX}{name.upper()}]",
+            **how,
         )
 
 
@@ -109,9 +118,12 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from . import logs
     from .server import run
 
-    return run(settings_from_args(args))
+    settings = settings_from_args(args)
+    logs.configure(settings.log_level, settings.log_format)  # before the server's own default set-up
+    return run(settings)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
+from . import auth
 from .routers import registry
 
 ENV_PREFIX = "SWITCHYARD_"
@@ -56,8 +57,102 @@ class Settings(BaseSettings):
     first_byte_timeout: float = Field(600.0, gt=0, description="Seconds to wait for the backend's response headers (then 504).")
     idle_timeout: float = Field(300.0, gt=0, description="Seconds to wait between chunks of a backend response body.")
     max_body_size: int = Field(32 * 1024 * 1024, ge=1024, description="Largest request body in bytes (larger: 413).")
+    # -- reliability: retries, failover, shutdown --
+    retries: int = Field(
+        1, ge=0, le=10,
+        description="Retries of a backend request whose connection failed before the response head (refused, connect timeout, "
+        "closed before answering); never once a byte reached the client. 0: none.",
+    )
+    retry_backoff: float = Field(
+        0.1, ge=0, le=60, description="Base seconds of the exponential backoff between retries (doubled each time, jittered, at most 5 s)."
+    )
+    failover: bool = Field(
+        False,
+        description="When a routed request's model fails before its first byte (after retries; or the backend answers 502/503/504), "
+        "send it to the other model (strong <-> weak).",
+    )
+    drain_timeout: float = Field(30.0, ge=0, description="Seconds in-flight requests may take to finish after SIGTERM; then they are cut.")
+    shutdown_delay: float = Field(
+        0.0, ge=0, description="Seconds between SIGTERM (/ready turns 503) and closing the listener, so load balancers notice."
+    )
+    # -- end of reliability --
     workers: int = Field(1, ge=1, le=256, description="Server processes sharing the port (for multi-core machines).")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+    # -- security and logs (see auth.py, logs.py) --
+    api_key: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Client API key that requests must present (Authorization: Bearer KEY or x-api-key: KEY); repeat the flag "
+        "for several; environment: a JSON list or comma-separated. None: no client authentication.",
+    )
+    api_keys_file: str | None = Field(None, description="File of client API keys, one per line (# comments), in addition to --api-key.")
+    open_endpoints: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(auth.DEFAULT_OPEN_ENDPOINTS),
+        description="Which of switchyard's own endpoints answer without a client key: health, ready, metrics, stats "
+        "(comma-separated or repeated; none for none).",
+    )
+    backend_api_key: SecretStr | None = Field(
+        None, description="Key sent to the backend as Authorization: Bearer KEY, replacing the client's Authorization header."
+    )
+    log_format: Literal["text", "json"] = Field("text", description="Log lines as text or as one JSON object per line.")
+    log_prompts: bool = Field(False, description="Write the prompt text in the access log (off: prompts and completions are never logged).")
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):  # the environment or a config-file string: a JSON list or comma-separated
+            text = value.strip()
+            if text.startswith("["):
+                import json
+
+                try:
+                    return json.loads(text)
+                except ValueError:
+                    raise ValueError("is not a valid JSON list of keys") from None
+            return [key.strip() for key in text.split(",") if key.strip()]
+        return value
+
+    @field_validator("api_key")
+    @classmethod
+    def _check_keys(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for key in value:
+            auth.check_key(key.get_secret_value(), "each key")
+        return value
+
+    @field_validator("api_keys_file")
+    @classmethod
+    def _check_keys_file(cls, value: str | None) -> str | None:
+        if value is not None:
+            auth.read_keys_file(value)
+        return value
+
+    @field_validator("open_endpoints", mode="before")
+    @classmethod
+    def _split_endpoints(cls, value: Any) -> Any:
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list):
+            return value
+        names = [part.strip().lower().lstrip("/") for item in items for part in str(item).split(",")]
+        names = [name for name in names if name and name != "none"]
+        unknown = [name for name in names if name not in auth.OWN_ENDPOINTS]
+        if unknown:
+            raise ValueError(f"unknown endpoint {unknown[0]!r}; choose from {', '.join(auth.OWN_ENDPOINTS)} (or none)")
+        return list(dict.fromkeys(names))
+
+    @field_validator("backend_api_key")
+    @classmethod
+    def _check_backend_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            auth.check_key(value.get_secret_value())
+        return value
+
+    @property
+    def client_api_keys(self) -> list[str]:
+        """Every client key: --api-key and --api-keys-file (read now)."""
+        keys = [key.get_secret_value() for key in self.api_key]
+        if self.api_keys_file is not None:
+            keys += auth.read_keys_file(self.api_keys_file)
+        return keys
+    # -- end of security and logs --
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -70,6 +165,8 @@ class Settings(BaseSettings):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"must be an http(s) URL such as http://localhost:8000, got {value!r}")
+        if parts.username is not None or parts.password is not None:  # it would show in /health and the logs
+            raise ValueError("must not hold credentials (user:password@); use --backend-api-key (got a URL with credentials)")
         try:
             parts.port
         except ValueError:
@@ -163,6 +260,9 @@ def load_settings(cli_values: dict[str, Any] | None = None, config_file: str | P
         _FileSource.values = {}
 
 
+_SECRET_FIELDS = frozenset({"api_key", "backend_api_key"})  # their values never appear in error messages
+
+
 def _describe(exc: ValidationError) -> str:
     problems = []
     for error in exc.errors():
@@ -175,6 +275,6 @@ def _describe(exc: ValidationError) -> str:
             problems.append(f"unknown setting {name!r} in the config file")
         else:
             message = error["msg"].removeprefix("Value error, ")
-            got = "" if "got" in message else f" (got {error.get('input')!r})"
+            got = "" if "got" in message or name in _SECRET_FIELDS else f" (got {error.get('input')!r})"
             problems.append(f"{flag} / {env}: {message[:1].lower()}{message[1:]}{got}")
     return "invalid configuration: " + "; ".join(problems)

@@ -102,6 +102,12 @@ class Metrics:
         self.fallbacks = _CachedLabels(
             Counter("switchyard_fallbacks", "Requests sent to the fallback model, by reason.", ["reason"], registry=r)
         )
+        self.retries = _CachedLabels(
+            Counter("switchyard_retries", "Backend requests retried after a connection error before the response head, by kind.", ["kind"], registry=r)
+        )
+        self.failovers = _CachedLabels(
+            Counter("switchyard_failovers", "Routed requests sent to the other model after theirs failed.", ["from_model", "to_model"], registry=r)
+        )
 
     def exposition(self) -> bytes:
         return generate_latest(self._collect_registry)

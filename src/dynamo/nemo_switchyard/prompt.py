@@ -33,6 +33,38 @@ def extract_prompt(endpoint: Endpoint, body: dict[str, Any], scope: Scope = "las
     raise ValueError(f"unknown endpoint {endpoint!r}")
 
 
+def check_types(endpoint: Endpoint, body: dict[str, Any]) -> None:
+    """Refuse (PromptError) the wrong JSON types in what routing reads, which ``extract_prompt``
+    would otherwise skip: messages that are not objects, content that is not text, parts or null,
+    a prompt that is neither a string nor a list."""
+    if endpoint in ("chat", "messages"):
+        for index, message in enumerate(_require_list(body, "messages")):
+            if not isinstance(message, dict):
+                raise PromptError(f"'messages[{index}]' must be an object, not {json_type(message)}")
+            content = message.get("content")
+            if content is not None and not isinstance(content, (str, list)):
+                raise PromptError(f"'messages[{index}].content' must be a string or a list of content parts, not {json_type(content)}")
+    elif endpoint == "completions":
+        prompt = body.get("prompt")
+        if prompt is not None and not isinstance(prompt, (str, list)):
+            raise PromptError(f"'prompt' must be a string or a list, not {json_type(prompt)}")
+
+
+def json_type(value: Any) -> str:
+    """The JSON name of a parsed value's type, for error messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
 def _require_list(body: dict[str, Any], field: str) -> list[Any]:
     value = body.get(field)
     if not isinstance(value, list):

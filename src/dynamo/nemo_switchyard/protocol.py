@@ -21,6 +21,7 @@ from urllib.parse import unquote
 import httptools
 
 from .errors import error_body
+from .logs import REQUEST_ID_HEADER, new_request_id
 from .wire import LAST_CHUNK, Headers, Request, chunk, response_head
 
 log = logging.getLogger("switchyard.protocol")
@@ -35,7 +36,9 @@ _MAX_HEADER_BYTES = 64 * 1024
 class Responder:
     """Writes one response to the client: whole, or as a stream with the right framing."""
 
-    __slots__ = ("_protocol", "_transport", "_keep_alive", "_http_11", "_head_only", "head_sent", "finished", "status", "_chunked")
+    __slots__ = (
+        "_protocol", "_transport", "_keep_alive", "_http_11", "_head_only", "head_sent", "finished", "status", "_chunked", "request_id",
+    )
 
     def __init__(self, protocol: "HttpProtocol", keep_alive: bool, http_11: bool, head_only: bool = False) -> None:
         self._protocol = protocol
@@ -47,6 +50,7 @@ class Responder:
         self.finished = False
         self.status = 0
         self._chunked = False
+        self.request_id = b""  # set by the application: sent as x-request-id on the response
 
     @property
     def client_gone(self) -> bool:
@@ -56,6 +60,8 @@ class Responder:
         """A complete response in one write (``length`` overrides the body's, for HEAD)."""
         self.status = status
         self.head_sent = self.finished = True
+        if self.request_id:
+            headers = _with_request_id(headers, self.request_id)
         head = response_head(status, reason, headers, b"Content-Length: %d" % (len(body) if length is None else length), self._keep_alive)
         if not self._protocol.closed:
             self._transport.write(head if self._head_only else head + body)
@@ -65,6 +71,8 @@ class Responder:
         """Send the head of a streamed response; the body follows with :meth:`write`."""
         self.status = status
         self.head_sent = True
+        if self.request_id:
+            headers = _with_request_id(headers, self.request_id)
         if content_length is not None:
             framing: bytes | None = b"Content-Length: %d" % content_length
         elif self._http_11:
@@ -97,6 +105,13 @@ class Responder:
         self._protocol.upstream_reader = transport
         if transport is not None and self._protocol.write_paused:
             transport.pause_reading()
+
+
+def _with_request_id(headers: Headers, request_id: bytes) -> Headers:
+    """``headers`` with switchyard's x-request-id (the backend's own, if any, replaced)."""
+    kept = [header for header in headers if header[0].lower() != REQUEST_ID_HEADER]
+    kept.append((REQUEST_ID_HEADER, request_id))
+    return kept
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -291,9 +306,10 @@ class HttpProtocol(asyncio.Protocol):
             return
         if self.on_reject is not None:
             self.on_reject(status)
-        log.info("rejected a request: %s", message)
+        request_id = new_request_id()
+        log.info("rejected a request: %s", message, extra={"request_id": request_id})
         body = error_body(status, message, code)
-        headers = [(b"Content-Type", b"application/json"), (b"x-switchyard-error-source", b"switchyard")]
+        headers = [(b"Content-Type", b"application/json"), (b"x-switchyard-error-source", b"switchyard"), (REQUEST_ID_HEADER, request_id.encode())]
         response = response_head(status, None, headers, b"Content-Length: %d" % len(body), False) + body
         if self.idle:
             self._close_with(response)

@@ -9,6 +9,7 @@ every worker reports the totals.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -21,9 +22,6 @@ import tempfile
 from .config import Settings
 
 log = logging.getLogger("switchyard")
-
-_DRAIN_SECONDS = 30.0
-
 
 def configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
@@ -63,9 +61,24 @@ async def _serve(settings: Settings, sock: socket.socket | None, check_backend: 
         settings.router_type, settings.threshold, settings.strong_model, settings.weak_model,
     )
     await stop.wait()
+    # Shutdown: /ready turns 503 at once; after --shutdown-delay (load balancers notice) the listener
+    # closes (new connections are refused); requests in progress get --drain-timeout to finish, then
+    # are cut. A second signal cuts them at once.
+    hurry = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, hurry.set)
+    app.draining = True
+    log.info("stopping: /ready is 503; closing the listener in %gs, then draining for up to %gs", settings.shutdown_delay, settings.drain_timeout)
+    if settings.shutdown_delay > 0:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(hurry.wait(), settings.shutdown_delay)
     server.close()  # no new connections; requests in progress finish
-    deadline = loop.time() + _DRAIN_SECONDS
-    while loop.time() < deadline and not all(connection.close_when_idle() for connection in list(connections)):
+    deadline = loop.time() + settings.drain_timeout
+    while not all(connection.close_when_idle() for connection in list(connections)):
+        if loop.time() >= deadline or hurry.is_set():
+            busy = sum(not connection.idle for connection in connections)
+            log.warning("drain over: cutting %d connection(s) still busy", busy)
+            break
         await asyncio.sleep(0.05)
     for connection in list(connections):
         connection.abort()
@@ -108,6 +121,7 @@ def _run_workers(settings: Settings) -> int:
                     code = 1
                 os._exit(code)
             children.append(pid)
+        sock.close()  # the workers hold it; so the listener closes when they stop (new connections refused)
         log.info("started %d workers: %s", len(children), ", ".join(map(str, children)))
 
         def forward(signum: int, frame: object) -> None:
