@@ -32,6 +32,27 @@ def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
+def http_request(
+    base: str, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None, timeout: float = 30.0
+) -> tuple[int, dict[str, list[str]], bytes]:
+    """One raw HTTP/1.1 exchange: (status, lower-case header name -> its values, body bytes)."""
+    import http.client
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(base)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    try:
+        connection.request(method, path, body=body, headers={"Content-Type": "application/json", **(headers or {})})
+        response = connection.getresponse()
+        data = response.read()
+        got: dict[str, list[str]] = {}
+        for name, value in response.getheaders():
+            got.setdefault(name.lower(), []).append(value)
+        return response.status, got, data
+    finally:
+        connection.close()
+
+
 def wait_for(url: str, process: subprocess.Popen, timeout: float = 30.0, log: Path | None = None) -> None:
     """Poll ``url`` until it answers (any status) or the process dies."""
     deadline = time.monotonic() + timeout

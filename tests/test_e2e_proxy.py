@@ -13,25 +13,11 @@ from pathlib import Path
 import pytest
 
 from fake_backend import stream_bytes
-from processes import backend_log, free_port, http_get
+from processes import backend_log, free_port, http_get, http_request as request
 
 CHAT = {"model": "auto", "messages": [{"role": "user", "content": "Prove that there are infinitely many primes."}]}
 
 
-def request(base: str, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None, timeout: float = 10.0):
-    """One raw HTTP/1.1 exchange; returns (status, headers as lower-case dict of lists, raw body bytes)."""
-    parts = urllib.parse.urlsplit(base)
-    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
-    try:
-        connection.request(method, path, body=body, headers={"Content-Type": "application/json", **(headers or {})})
-        response = connection.getresponse()
-        data = response.read()
-        got: dict[str, list[str]] = {}
-        for name, value in response.getheaders():
-            got.setdefault(name.lower(), []).append(value)
-        return response.status, got, data
-    finally:
-        connection.close()
 
 
 def last_request(backend: str) -> dict:

@@ -21,26 +21,12 @@ import pytest
 from dynamo.nemo_switchyard.app import backoff, is_json_type
 from dynamo.nemo_switchyard.prompt import PromptError, check_types
 from fake_backend import stream_bytes
-from processes import backend_log, fake_backend_command, free_port, http_get, running
+from processes import backend_log, fake_backend_command, free_port, http_get, running, http_request as request
 
 CHAT = {"model": "auto", "messages": [{"role": "user", "content": "Prove that there are infinitely many primes."}]}
 STRONG = {**CHAT, "model": "router-random-0"}  # threshold 0: always the strong model
 
 
-def request(base: str, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None, timeout: float = 30.0):
-    """One HTTP/1.1 exchange: (status, lower-case headers -> list of values, body)."""
-    parts = urllib.parse.urlsplit(base)
-    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
-    try:
-        connection.request(method, path, body=body, headers={"Content-Type": "application/json", **(headers or {})})
-        response = connection.getresponse()
-        data = response.read()
-        got: dict[str, list[str]] = {}
-        for name, value in response.getheaders():
-            got.setdefault(name.lower(), []).append(value)
-        return response.status, got, data
-    finally:
-        connection.close()
 
 
 def chat(base: str, body: dict | None = None, **kwargs):

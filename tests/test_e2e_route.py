@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-import http.client
 import json
-import urllib.parse
 
 import pytest
-from processes import backend_log, http_get
+from processes import backend_log, http_get, http_request as request
 
 from dynamo.nemo_switchyard.routers.random import RandomRouter
 
 QUESTION = "Prove that there are infinitely many primes."
 
 
-def request(base: str, method: str, path: str, body: bytes) -> tuple[int, dict[str, list[str]], bytes]:
-    parts = urllib.parse.urlsplit(base)
-    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
-    try:
-        connection.request(method, path, body=body, headers={"Content-Type": "application/json"})
-        response = connection.getresponse()
-        data = response.read()
-        headers: dict[str, list[str]] = {}
-        for name, value in response.getheaders():
-            headers.setdefault(name.lower(), []).append(value)
-        return response.status, headers, data
-    finally:
-        connection.close()
 
 
 def route(base: str, body: object) -> tuple[int, dict, dict]:
