@@ -383,3 +383,15 @@ def test_a_model_name_with_cr_lf_cannot_inject_response_headers(proxy, reset_bac
     assert status == 200 and "set-cookie" not in headers
     assert headers["x-routellm-routed-model"] == ["evil%0D%0ASet-Cookie: owned=1%0D%0A%0D%0Abody"]
     assert chat(proxy.url)[0] == 200
+
+
+def test_sigterm_with_several_workers_drains_and_exits_0(start_switchyard, fake_backend):
+    server = start_switchyard("--router-type", "random", "--workers", "2", "--drain-timeout", "120", backend=fake_backend)
+    stream = HeldStream(server.url, fake_backend, "drain-workers")
+    os.kill(server.process.pid, signal.SIGTERM)  # the parent forwards it to every worker
+    wait_until(lambda: refused(server.url), "every worker closes the shared listener")
+    assert server.process.poll() is None  # the worker holding the stream is still draining it
+    stream.release()
+    data = stream.read_to_end()
+    assert data.endswith(b"0\r\n\r\n") and b"data: [DONE]" in data
+    assert server.process.wait(30) == 0
