@@ -33,6 +33,8 @@ RUNTIME_DEPS=(
 PIP_OPTS=(-q --disable-pip-version-check --no-input)
 
 log() { printf '[setup_dynamo] %s\n' "$*" >&2; }
+# shellcheck source=scripts/lib/venv.sh
+source "$REPO_ROOT/scripts/lib/venv.sh"
 
 check_installed() {
   [[ -x "$VENV/bin/python" ]] || return 1
@@ -52,25 +54,13 @@ if check_installed; then
   exit 0
 fi
 
-if [[ ! -x "$VENV/bin/python" ]]; then
-  log "creating venv $VENV"
-  "$PYTHON_BIN" -m venv "$VENV"
-fi
+make_venv
 
 # pip's chatter goes to a log (shown on failure, or live with VERBOSE=1).
 # The final "ai-dynamo requires aisimulate ... not installed" resolver warning
 # is expected: aisimulate is only for the AIS perf model, which we don't use.
 LOG="$VENV/setup_dynamo.log"
 : >"$LOG"
-pip_install() {
-  if [[ "${VERBOSE:-0}" == "1" ]]; then
-    "$VENV/bin/python" -m pip install "${PIP_OPTS[@]}" "$@" 2>&1 | tee -a "$LOG"
-  elif ! "$VENV/bin/python" -m pip install "${PIP_OPTS[@]}" "$@" >>"$LOG" 2>&1; then
-    log "ERROR: pip install $* failed; last lines of $LOG:"
-    tail -n 30 "$LOG" >&2
-    exit 1
-  fi
-}
 
 log "installing ai-dynamo $DYNAMO_VERSION (+ runtime deps) into $VENV (log: $LOG)"
 pip_install --upgrade pip

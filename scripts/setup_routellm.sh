@@ -25,6 +25,8 @@ EXTRA_PACKAGES=("routellm==$ROUTELLM_VERSION" "torch==$TORCH_VERSION")
 PIP_OPTS=(-q --disable-pip-version-check --no-input)
 
 log() { printf '[setup_routellm] %s\n' "$*" >&2; }
+# shellcheck source=scripts/lib/venv.sh
+source "$REPO_ROOT/scripts/lib/venv.sh"
 
 stamp_value() { cat "$REPO_ROOT/pyproject.toml" "${BASH_SOURCE[0]}" | sha256sum | cut -d' ' -f1; }
 STAMP="$VENV/.switchyard-routellm-installed"
@@ -50,22 +52,10 @@ if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$(stamp_value)" ]] && check_installed
   exit 0
 fi
 
-if [[ ! -x "$VENV/bin/python" ]]; then
-  log "creating venv $VENV"
-  "$PYTHON_BIN" -m venv "$VENV"
-fi
+make_venv
 
 LOG="$VENV/setup_routellm.log"
 : >"$LOG"
-pip_install() {
-  if [[ "${VERBOSE:-0}" == "1" ]]; then
-    "$VENV/bin/python" -m pip install "${PIP_OPTS[@]}" "$@" 2>&1 | tee -a "$LOG"
-  elif ! "$VENV/bin/python" -m pip install "${PIP_OPTS[@]}" "$@" >>"$LOG" 2>&1; then
-    log "ERROR: pip install $* failed; last lines of $LOG:"
-    tail -n 30 "$LOG" >&2
-    exit 1
-  fi
-}
 
 log "installing torch==$TORCH_VERSION, then switchyard[routellm,test] into $VENV (log: $LOG)"
 pip_install --upgrade pip
