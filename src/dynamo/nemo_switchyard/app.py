@@ -455,11 +455,7 @@ class App:
 def _identify(request: Request, responder: Responder) -> None:
     """The request id: the client's x-request-id if it is sane, else a new one. It is returned on the
     response, forwarded to the backend and set for every log line written while serving the request."""
-    sent = None
-    for name, value in request.headers:
-        if name.lower() == REQUEST_ID_HEADER:
-            sent = value
-            break
+    sent = request.header(REQUEST_ID_HEADER)
     if sent is None or not valid_request_id(sent):
         headers = request.headers if sent is None else [h for h in request.headers if h[0].lower() != REQUEST_ID_HEADER]
         sent = new_request_id().encode()
