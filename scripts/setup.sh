@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
 extras=""
-[[ "${1:-}" == "test" ]] && extras="[test]"
+[[ "${1:-}" == "test" ]] && extras="[test,tracing]"
 stamp=".venv/.switchyard-installed${extras}"
 want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] && .venv/bin/python -c "import dynamo.nemo_switchyard" 2>/dev/null; then

@@ -110,8 +110,48 @@ def test_instances_are_independent(metrics: Metrics):
 
 
 def test_stats_empty(metrics: Metrics):
-    assert metrics.stats({}) == {
+    stats = metrics.stats({})
+    assert {k: stats[k] for k in ("total", "strong", "weak", "fallback", "passthrough", "errors", "strong_fraction")} == {
         "total": 0, "strong": 0, "weak": 0, "fallback": 0, "passthrough": 0, "errors": 0, "strong_fraction": None,
+    }
+    assert stats["tokens"] == {} and stats["fallback_reasons"] == {} and stats["upstream_errors"] == {}
+    assert stats["cost"] == {
+        "priced": False, "by_model": {}, "actual_usd": 0, "all_strong_usd": 0, "saving_usd": 0, "saving_fraction": None,
+    }
+    assert stats["in_flight"] == 0 and stats["uptime_seconds"] >= 0
+
+
+def test_stats_histograms_are_cumulative_with_inf_last(metrics: Metrics):
+    for score in (0.01, 0.42, 0.97):
+        metrics.scores.labels("lexical").observe(score)
+    metrics.scores.labels("random").observe(0.5)
+    scores = metrics.stats({})["scores"]
+    assert scores["le"][0] == 0.05 and scores["le"][-1] == "+Inf"
+    assert scores["counts"][0] == 1 and scores["counts"][-1] == 4 == scores["count"]  # summed over routers
+    assert scores["counts"] == sorted(scores["counts"])
+    assert scores["counts"][scores["le"].index(0.45)] == 2
+    assert scores["sum"] == pytest.approx(1.9)
+
+
+def test_stats_latency_by_model_tokens_cost_and_reasons(metrics: Metrics):
+    metrics.upstream_ttfb.labels("strong-model").observe(0.02)
+    metrics.upstream_duration.labels("weak-model").observe(1.5)
+    metrics.routing_latency.observe(0.0003)
+    metrics.fallbacks.labels("router_timeout").inc(2)
+    metrics.upstream_errors.labels("connect").inc()
+    metrics.tokens.labels("weak-model", "input").inc(100)
+    metrics.tokens.labels("weak-model", "output").inc(40)
+    metrics.cost.labels("weak-model").inc(0.25)
+    metrics.strong_cost.inc(1.0)
+    stats = metrics.stats({"priced": True})
+    assert list(stats["upstream_ttfb"]) == ["strong-model"] and stats["upstream_ttfb"]["strong-model"]["count"] == 1
+    assert stats["upstream_duration"]["weak-model"]["sum"] == pytest.approx(1.5)
+    assert stats["routing_latency"]["count"] == 1
+    assert stats["fallback_reasons"] == {"router_timeout": 2} and stats["upstream_errors"] == {"connect": 1}
+    assert stats["tokens"] == {"weak-model": {"input": 100, "output": 40}}
+    assert stats["cost"] == {
+        "priced": True, "by_model": {"weak-model": 0.25}, "actual_usd": 0.25, "all_strong_usd": 1.0,
+        "saving_usd": 0.75, "saving_fraction": 0.75,
     }
 
 

@@ -19,6 +19,7 @@ import orjson
 from . import __version__, body as bodies
 from .auth import Authenticator, unsafe_target
 from .config import Settings
+from .cost import Price, Pricing
 from .decision import FALLBACK, PASSTHROUGH, Decider, Decision, RoutingRequestError
 from .errors import ERROR_SOURCE, error_body
 from .logs import PROMPT_LOG_LIMIT, REQUEST_ID, REQUEST_ID_HEADER, access_log, new_request_id, valid_request_id
@@ -28,6 +29,7 @@ from .prompt import Endpoint, PromptError, check_types, extract_prompt, json_typ
 from .protocol import Responder
 from .routers.base import RouterError
 from .upstream import Exchange, Upstream, UpstreamError
+from .usage import Tap, Usage, read_usage
 from .wire import NOT_FORWARDED, NOT_RETURNED, Headers, Request, filtered
 
 log = logging.getLogger("switchyard")
@@ -103,6 +105,12 @@ class App:
         backend_key = settings.backend_api_key.get_secret_value() if settings.backend_api_key is not None else None
         self.auth = Authenticator(settings.client_api_keys, settings.open_endpoints, backend_key)
         self._model_labels = frozenset(settings.served_models)
+        self.pricing = Pricing({model: Price(**price) for model, price in settings.prices.items()}, settings.strong_model)
+        self.tracing: Any = None
+        if settings.tracing:
+            from .tracing import Tracing
+
+            self.tracing = Tracing()
         self._ready: tuple[float, bool] = (0.0, False)
         self._own = {
             ("GET", "/health"): self.health,
@@ -112,18 +120,24 @@ class App:
             ("GET", "/v1/models"): self.models,
             ("POST", "/v1/route"): self.route,
             ("GET", "/openapi.json"): self.openapi,
+            ("GET", "/dashboard"): self.dashboard,
         }
         self.draining = False  # set on SIGTERM: /ready answers 503 so load balancers stop sending
 
     async def startup(self, check_backend: bool = True) -> None:
         """Load the router (a broken one stops start-up) and check the backend in the background."""
         await self.decider.start()
+        unpriced = [m for m in self.settings.served_models if self.pricing.enabled and m not in self.settings.prices]
+        if unpriced:
+            log.warning("--prices has no price for %s: their cost and saving are not counted", ", ".join(map(repr, unpriced)))
         if check_backend:
             asyncio.get_running_loop().create_task(self._check_backend())
 
     async def shutdown(self) -> None:
         await self.decider.aclose()
         await self.upstream.aclose()
+        if self.tracing is not None:
+            await asyncio.to_thread(self.tracing.shutdown)
 
     def rejected(self, status: int) -> None:
         """A request refused before it could be read (413, 431, malformed)."""
@@ -183,14 +197,40 @@ class App:
         return text if len(text) <= PROMPT_LOG_LIMIT else text[:PROMPT_LOG_LIMIT] + "..."
 
     async def _dispatch(self, request: Request, responder: Responder) -> None:
-        if request.method == "POST" and request.path in ROUTED_ENDPOINTS:
+        routed = request.method == "POST" and request.path in ROUTED_ENDPOINTS
+        if not routed:
+            own = self._own.get((request.method, request.path))
+            if own is not None:
+                await own(request, responder)
+                return
+        if self.tracing is not None:
+            return await self._traced(request, responder, routed)
+        if routed:
             await self.routed(request, responder)
-            return
-        own = self._own.get((request.method, request.path))
-        if own is not None:
-            await own(request, responder)
-            return
-        await self.forward(request, responder)
+        else:
+            await self.forward(request, responder)
+
+    async def _traced(self, request: Request, responder: Responder, routed: bool) -> None:
+        """``routed``/``forward`` inside a server span (--tracing)."""
+        path = request.target.split(b"?", 1)[0].decode("latin-1")
+        span = self.tracing.server_span(
+            f"{request.method} {request.path if routed else 'forward'}", request.headers,
+            {"http.request.method": request.method, "url.path": path, "switchyard.request_id": request.request_id},
+        )
+        request.extra["span"] = span
+        try:
+            await (self.routed(request, responder) if routed else self.forward(request, responder))
+        finally:
+            decision = request.extra.get("decision")
+            if decision is not None:
+                span.set_attribute("switchyard.decision", decision.decision)
+                span.set_attribute("switchyard.model", decision.model[:256])
+            status = responder.status if responder.finished else (_CLIENT_CLOSED if responder.client_gone else responder.status)
+            if status:
+                span.set_attribute("http.response.status_code", int(status))
+                if int(status) >= 500:
+                    self.tracing.error(span, f"HTTP {status}")
+            span.end()
 
     # -- routed endpoints ---------------------------------------------------
 
@@ -208,7 +248,18 @@ class App:
             except bodies.BodyError as exc:
                 return self._reject(responder, 400, str(exc), "invalid_json")
             started = time.perf_counter()
+            span = request.extra.get("span")
+            if span is not None:
+                span = self.tracing.child_span("route", span)
             decision = await self._decide(responder, ROUTED_ENDPOINTS[request.path], body, body.get("model"), count=True)
+            if span is not None:
+                if decision is not None:
+                    span.set_attributes({"switchyard.decision": decision.decision, "switchyard.model": decision.model[:256]})
+                    if decision.score is not None:
+                        span.set_attribute("switchyard.score", decision.score)
+                    if decision.reason is not None:
+                        span.set_attribute("switchyard.reason", decision.reason)
+                span.end()
             if decision is None:
                 return
             request.extra["decision"] = decision  # for the access log
@@ -264,12 +315,28 @@ class App:
         # Label by configured model only: passthrough names come from clients and are unbounded.
         model = decision.model if decision is not None and decision.model in self._model_labels else "other"
         outcome = _Outcome(metrics, decision, model, time.perf_counter())
+        parent = request.extra.get("span")
+        if parent is not None:
+            outcome.span = self.tracing.child_span("upstream", parent, client=True, attributes={"server.address": self.settings.backend_url})
+        try:
+            await self._proxy_to(request, responder, raw, parsed, outcome)
+        finally:
+            if outcome.span is not None:
+                outcome.span.set_attribute("switchyard.model", outcome.model)
+                outcome.span.end()
+
+    async def _proxy_to(self, request: Request, responder: Responder, raw: bytes, parsed: dict[str, Any] | None, outcome: "_Outcome") -> None:
+        metrics = self.metrics
         try:
             exchange = await self._connect(request, raw, parsed, outcome)
         except UpstreamError as exc:
             outcome.record(exc.status)
+            if outcome.span is not None:
+                self.tracing.error(outcome.span, str(exc))
             send_error(responder, exc.status, str(exc), f"backend_{exc.kind}", outcome.headers())
             return
+        if outcome.span is not None:
+            outcome.span.set_attribute("http.response.status_code", exchange.status)
         extra = outcome.headers()
         metrics.upstream_ttfb.labels(outcome.model).observe(time.perf_counter() - outcome.started)
         try:
@@ -318,6 +385,8 @@ class App:
         """``upstream.open``, retrying connection errors before the response head (--retries, --retry-backoff).
         Nothing has reached the client at this point, so a retry can never duplicate bytes."""
         headers = filtered(request.headers, NOT_FORWARDED)
+        if outcome.span is not None:
+            headers = self.tracing.inject(outcome.span, headers)
         while True:
             try:
                 return await self.upstream.open(request.method, request.target, headers, raw or None)
@@ -343,11 +412,14 @@ class App:
                 send_error(responder, exc.status, str(exc), f"backend_{exc.kind}", extra)
                 return
             outcome.record(exchange.status)
+            if outcome.accounted(exchange.status):
+                self._account(outcome, read_usage(body, exchange.header(b"content-type"), exchange.header(b"content-encoding")))
             responder.send(exchange.status, headers, body, exchange.reason or None, length)
             return
         responder.start(exchange.status, headers, length, exchange.reason or None)
+        tap = Tap(responder) if outcome.accounted(exchange.status) else None
         try:
-            await exchange.relay(responder)
+            await exchange.relay(tap or responder)
         except UpstreamError as exc:
             # The head is gone: end the client's connection without the final chunk, so it
             # sees a truncated response instead of a complete-looking one.
@@ -357,7 +429,32 @@ class App:
             responder.abort()
             return
         outcome.record(exchange.status)
+        if tap is not None:
+            usage = read_usage(tap.tail(), exchange.header(b"content-type"), exchange.header(b"content-encoding"), tap.complete)
+            self._account(outcome, usage)
         responder.end()
+
+    def _account(self, outcome: "_Outcome", usage: Usage | None) -> None:
+        """Tokens, cost and saving of an answered routed request, from its usage (if it reported one)."""
+        if usage is None:
+            return
+        metrics = self.metrics
+        metrics.tokens.labels(outcome.model, "input").inc(usage.input)
+        metrics.tokens.labels(outcome.model, "output").inc(usage.output)
+        pricing = self.pricing
+        if not pricing.enabled:
+            return
+        decision = outcome.decision
+        assert decision is not None
+        cost = pricing.cost(decision.model, usage)
+        if cost is None:
+            return
+        metrics.cost.labels(outcome.model).inc(cost)
+        if decision.decision != PASSTHROUGH:
+            strong = pricing.strong_cost(usage)
+            if strong is not None:
+                metrics.strong_cost.inc(strong)
+                metrics.savings.inc(max(0.0, strong - cost))
 
     # -- switchyard's own endpoints ---------------------------------------------
 
@@ -415,6 +512,12 @@ class App:
     async def openapi(self, request: Request, responder: Responder) -> None:
         self._json(responder, OPENAPI)
 
+    async def dashboard(self, request: Request, responder: Responder) -> None:
+        from . import dashboard  # the page is read once, on first use
+
+        body, content_type = dashboard.page()
+        responder.send(200, [(b"Content-Type", content_type), (b"Cache-Control", b"no-cache")], body)
+
     async def metrics_page(self, request: Request, responder: Responder) -> None:
         responder.send(200, [(b"Content-Type", CONTENT_TYPE.encode())], self.metrics.exposition())
 
@@ -427,6 +530,7 @@ class App:
             # this process's own figures, for leak checks (bench/soak.py)
             "tasks": len(asyncio.all_tasks()),
             "backend_connections": self.upstream.open_connections,
+            "priced": self.pricing.enabled,
         }
         self._json(responder, self.metrics.stats(extra))
 
@@ -469,7 +573,7 @@ def _identify(request: Request, responder: Responder) -> None:
 class _Outcome:
     """Records a proxied request's duration and status once."""
 
-    __slots__ = ("metrics", "decision", "model", "started", "done", "retries", "failover")
+    __slots__ = ("metrics", "decision", "model", "started", "done", "retries", "failover", "span")
 
     def __init__(self, metrics: Metrics, decision: Decision | None, model: str, started: float) -> None:
         self.metrics = metrics
@@ -479,6 +583,11 @@ class _Outcome:
         self.done = False
         self.retries = 0  # backend connection retries, over both models
         self.failover: str | None = None  # "from->to"
+        self.span: Any = None  # the upstream span, with --tracing
+
+    def accounted(self, status: int) -> bool:
+        """Whether the answer's usage is counted: routed requests' successful answers."""
+        return self.decision is not None and 200 <= status < 300
 
     def headers(self) -> Headers:
         """The headers switchyard adds to this request's answer: decision, retries, failover."""

@@ -23,7 +23,7 @@ from urllib.parse import unquote_to_bytes
 
 Headers = list[tuple[bytes, bytes]]
 
-OWN_ENDPOINTS = ("health", "ready", "metrics", "stats")
+OWN_ENDPOINTS = ("health", "ready", "metrics", "stats", "dashboard")
 DEFAULT_OPEN_ENDPOINTS = ("health", "ready")
 MAX_KEY_LENGTH = 4096
 

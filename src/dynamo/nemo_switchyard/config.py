@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     api_keys_file: str | None = Field(None, description="File of client API keys, one per line (# comments), in addition to --api-key.")
     open_endpoints: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: list(auth.DEFAULT_OPEN_ENDPOINTS),
-        description="Which of switchyard's own endpoints answer without a client key: health, ready, metrics, stats "
+        description="Which of switchyard's own endpoints answer without a client key: health, ready, metrics, stats, dashboard "
         "(comma-separated or repeated; none for none).",
     )
     backend_api_key: SecretStr | None = Field(
@@ -95,6 +95,17 @@ class Settings(BaseSettings):
     )
     log_format: Literal["text", "json"] = Field("text", description="Log lines as text or as one JSON object per line.")
     log_prompts: bool = Field(False, description="Write the prompt text in the access log (off: prompts and completions are never logged).")
+    # -- operations: cost accounting, tracing --
+    prices: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description='US dollars per million tokens by model, for cost and saving metrics: JSON such as '
+        '{"strong-model": {"input": 3, "output": 15}, "weak-model": [0.2, 0.6]} (a pair is input, output).',
+    )
+    tracing: bool = Field(
+        False,
+        description="OpenTelemetry spans for routing and the backend call, with trace context sent to the backend "
+        "(needs the tracing extra; exporter from OTEL_TRACES_EXPORTER: otlp, console or none, and the usual OTEL_* variables).",
+    )
 
     @field_validator("api_key", mode="before")
     @classmethod
@@ -153,6 +164,45 @@ class Settings(BaseSettings):
             keys += auth.read_keys_file(self.api_keys_file)
         return keys
     # -- end of security and logs --
+
+    @field_validator("prices", mode="before")
+    @classmethod
+    def _price_pairs(cls, value: Any) -> Any:
+        if isinstance(value, str):  # the environment or a config-file string: JSON
+            import json
+
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise ValueError('must be JSON such as {"strong-model": {"input": 3, "output": 15}}') from None
+        if not isinstance(value, dict):
+            return value
+        prices = {}
+        for model, price in value.items():
+            if isinstance(price, (list, tuple)) and len(price) == 2:
+                price = {"input": price[0], "output": price[1]}
+            if not isinstance(price, dict) or set(price) != {"input", "output"}:
+                raise ValueError(f"the price of {model!r} must be {{\"input\": USD, \"output\": USD}} per million tokens, or [input, output]")
+            for kind, amount in price.items():
+                if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not 0 <= amount < 1e9:
+                    raise ValueError(f"the {kind} price of {model!r} must be a number of US dollars >= 0 per million tokens")
+            prices[str(model)] = {"input": float(price["input"]), "output": float(price["output"])}
+        return prices
+
+    @field_validator("tracing")
+    @classmethod
+    def _check_tracing(cls, value: bool) -> bool:
+        """Fail at start-up, in the parent process, rather than in each worker."""
+        if value:
+            import importlib.util
+            import os
+
+            if importlib.util.find_spec("opentelemetry") is None or importlib.util.find_spec("opentelemetry.sdk") is None:
+                raise ValueError("needs OpenTelemetry: pip install 'dynamo-nemo-switchyard[tracing]'")
+            exporter = os.environ.get("OTEL_TRACES_EXPORTER", "otlp").split(",")[0].strip().lower()
+            if exporter not in ("otlp", "console", "none"):
+                raise ValueError(f"OTEL_TRACES_EXPORTER={exporter!r} is not supported: use otlp, console or none")
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -276,5 +326,7 @@ def _describe(exc: ValidationError) -> str:
         else:
             message = error["msg"].removeprefix("Value error, ")
             got = "" if "got" in message or name in _SECRET_FIELDS else f" (got {error.get('input')!r})"
-            problems.append(f"{flag} / {env}: {message[:1].lower()}{message[1:]}{got}")
+            if message[1:2].islower():  # "Input should be..." reads on after the colon; "OTEL_..." stays as it is
+                message = message[:1].lower() + message[1:]
+            problems.append(f"{flag} / {env}: {message}{got}")
     return "invalid configuration: " + "; ".join(problems)

@@ -7,7 +7,9 @@ makes every worker's ``/metrics`` and ``/stats`` report the sum over all workers
 
 from __future__ import annotations
 
+import math
 import os
+import time
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -109,6 +111,22 @@ class Metrics:
             Counter("switchyard_failovers", "Routed requests sent to the other model after theirs failed.", ["from_model", "to_model"], registry=r)
         )
 
+        self.tokens = _CachedLabels(
+            Counter("switchyard_tokens", "Tokens in backend answers' usage, by model and kind (input, output).", ["model", "kind"], registry=r)
+        )
+        self.cost = _CachedLabels(
+            Counter("switchyard_cost_usd", "Estimated cost of answered requests in US dollars (--prices), by model.", ["model"], registry=r)
+        )
+        self.strong_cost = Counter(
+            "switchyard_strong_cost_usd", "What the routed requests would have cost on the strong model (same tokens).", registry=r
+        )
+        self.savings = Counter(
+            "switchyard_savings_usd",
+            "Estimated saving of routed requests against the strong model (strong-model cost minus actual; at least 0 per request).",
+            registry=r,
+        )
+        self.started = time.time()
+
     def exposition(self) -> bytes:
         return generate_latest(self._collect_registry)
 
@@ -125,20 +143,90 @@ class Metrics:
         return counts
 
     def stats(self, extra: dict[str, Any]) -> dict[str, Any]:
-        """The routing counters as JSON-ready data."""
+        """The routing counters, histograms, tokens and cost as JSON-ready data (for /stats and /dashboard).
+        Histograms are cumulative bucket counts, as in Prometheus: rates and quantiles come from deltas."""
+        samples = self._samples()
         by_decision = {"strong": 0, "weak": 0, "fallback": 0, "passthrough": 0}
         total = errors = 0
-        for (decision, status), value in self.request_counts().items():
+        counts: dict[tuple[str, str], float] = {}
+        for labels, value in samples.get("switchyard_requests_total", []):
+            key = (labels["decision"], labels["status"])
+            counts[key] = counts.get(key, 0.0) + value
+        for (decision, status), value in counts.items():
             total += int(value)
             if decision in by_decision:
                 by_decision[decision] += int(value)
             if not status.isdigit() or int(status) >= 400:
                 errors += int(value)
         routed = by_decision["strong"] + by_decision["weak"]
+        tokens: dict[str, dict[str, int]] = {}
+        for labels, value in samples.get("switchyard_tokens_total", []):
+            tokens.setdefault(labels["model"], {"input": 0, "output": 0})[labels["kind"]] = int(value)
+        cost_by_model = {labels["model"]: value for labels, value in samples.get("switchyard_cost_usd_total", [])}
+        actual = sum(cost_by_model.values())
+        all_strong = _total(samples, "switchyard_strong_cost_usd_total")
         return {
             "total": total,
             **by_decision,
             "errors": errors,
             "strong_fraction": by_decision["strong"] / routed if routed else None,
             **extra,
+            "uptime_seconds": round(time.time() - self.started, 3),
+            "in_flight": int(_total(samples, "switchyard_in_flight_requests")),
+            "fallback_reasons": _by_label(samples, "switchyard_fallbacks_total", "reason"),
+            "upstream_errors": _by_label(samples, "switchyard_upstream_errors_total", "kind"),
+            "scores": _histogram(samples, "switchyard_router_score"),
+            "routing_latency": _histogram(samples, "switchyard_routing_latency_seconds"),
+            "upstream_ttfb": _histograms_by(samples, "switchyard_upstream_ttfb_seconds", "model"),
+            "upstream_duration": _histograms_by(samples, "switchyard_upstream_duration_seconds", "model"),
+            "tokens": tokens,
+            "cost": {
+                "priced": bool(extra.get("priced")),
+                "by_model": cost_by_model,
+                "actual_usd": actual,
+                "all_strong_usd": all_strong,
+                "saving_usd": all_strong - actual,
+                "saving_fraction": (all_strong - actual) / all_strong if all_strong > 0 else None,
+            },
         }
+
+    def _samples(self) -> dict[str, list[tuple[dict[str, str], float]]]:
+        """Every sample by name (summed over worker processes by the multiprocess collector)."""
+        samples: dict[str, list[tuple[dict[str, str], float]]] = {}
+        for family in self._collect_registry.collect():
+            for sample in family.samples:
+                samples.setdefault(sample.name, []).append((sample.labels, sample.value))
+        return samples
+
+
+def _total(samples: dict[str, list[tuple[dict[str, str], float]]], name: str) -> float:
+    return sum(value for _, value in samples.get(name, []))
+
+
+def _by_label(samples: dict[str, list[tuple[dict[str, str], float]]], name: str, label: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for labels, value in samples.get(name, []):
+        counts[labels[label]] = counts.get(labels[label], 0) + int(value)
+    return counts
+
+
+def _histogram(samples: dict[str, list[tuple[dict[str, str], float]]], name: str, where: tuple[str, str] | None = None) -> dict[str, Any]:
+    """One histogram, summed over its other labels: cumulative counts per upper bound ("+Inf" last)."""
+    buckets: dict[float, float] = {}
+    for labels, value in samples.get(name + "_bucket", []):
+        if where is None or labels.get(where[0]) == where[1]:
+            bound = float(labels["le"])
+            buckets[bound] = buckets.get(bound, 0.0) + value
+    picked = lambda suffix: sum(v for labels, v in samples.get(name + suffix, []) if where is None or labels.get(where[0]) == where[1])
+    bounds = sorted(buckets)
+    return {
+        "le": [bound if math.isfinite(bound) else "+Inf" for bound in bounds],
+        "counts": [int(buckets[bound]) for bound in bounds],
+        "sum": picked("_sum"),
+        "count": int(picked("_count")),
+    }
+
+
+def _histograms_by(samples: dict[str, list[tuple[dict[str, str], float]]], name: str, label: str) -> dict[str, dict[str, Any]]:
+    values = {labels[label] for labels, _ in samples.get(name + "_count", [])}
+    return {value: _histogram(samples, name, (label, value)) for value in sorted(values)}

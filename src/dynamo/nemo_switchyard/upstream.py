@@ -82,6 +82,13 @@ class Exchange:
                     return None
         return None
 
+    def header(self, name: bytes) -> bytes | None:
+        """The first response header called ``name`` (lower case)."""
+        for key, value in self.headers:
+            if key.lower() == name:
+                return value
+        return None
+
     def relay(self, sink: BodySink) -> asyncio.Future[None]:
         """Send the body to ``sink`` as it arrives; the future ends with the body (or UpstreamError)."""
         done = self._done_future()

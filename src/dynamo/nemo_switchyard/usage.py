@@ -1,0 +1,131 @@
+"""Token usage read from a backend's answer, without touching the bytes the client gets.
+
+A whole JSON body carries ``usage`` at its top level (chat and completions:
+``prompt_tokens``/``completion_tokens``; responses and Anthropic messages:
+``input_tokens``/``output_tokens``). A stream carries it near its end: the final
+chunk of a chat stream with ``stream_options.include_usage``, the
+``response.completed`` event of a responses stream, Anthropic's ``message_start``
+(input) and ``message_delta`` (output). :class:`Tap` keeps a copy of the last bytes
+of a relayed body (the client's copy is written first and never altered), and
+:func:`read_usage` finds the counts there.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import deque
+from typing import Any, NamedTuple
+
+import orjson
+
+TAIL_BYTES = 64 * 1024  # enough for the last events of any stream; a responses stream's final event repeats the output
+
+
+class Usage(NamedTuple):
+    input: int
+    output: int
+
+
+class Tap:
+    """A body sink that passes every chunk on unchanged and remembers the last ``limit`` bytes."""
+
+    __slots__ = ("_sink", "_chunks", "_size", "_limit", "total")
+
+    def __init__(self, sink: Any, limit: int = TAIL_BYTES) -> None:
+        self._sink = sink
+        self._chunks: deque[bytes] = deque()
+        self._size = 0
+        self._limit = limit
+        self.total = 0
+
+    def write(self, data: bytes) -> None:
+        self._sink.write(data)
+        chunks = self._chunks
+        chunks.append(data)
+        self._size += len(data)
+        self.total += len(data)
+        while self._size - len(chunks[0]) >= self._limit:
+            self._size -= len(chunks.popleft())
+
+    def bind_reader(self, transport: Any) -> None:
+        self._sink.bind_reader(transport)
+
+    @property
+    def complete(self) -> bool:
+        """Whether the tail holds the whole body."""
+        return self.total == self._size
+
+    def tail(self) -> bytes:
+        return b"".join(self._chunks)
+
+
+def read_usage(body: bytes, content_type: bytes | None, content_encoding: bytes | None = None, complete: bool = True) -> Usage | None:
+    """The usage in a response body (or the tail of a stream), or None when it has none."""
+    if b"text/event-stream" in (content_type or b"").lower():
+        return _from_stream(body)
+    if not complete:
+        return None
+    body = _decoded(body, content_encoding)
+    if body is None or b'"usage"' not in body:
+        return None
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    found = _counts(data.get("usage"))
+    return Usage(found[0] or 0, found[1] or 0) if found != (None, None) else None
+
+
+def _decoded(body: bytes, content_encoding: bytes | None) -> bytes | None:
+    encoding = (content_encoding or b"identity").strip().lower()
+    if encoding == b"identity":
+        return body
+    if encoding in (b"gzip", b"x-gzip", b"deflate"):
+        try:
+            return zlib.decompress(body, zlib.MAX_WBITS | 32)  # gzip or zlib header, detected
+        except zlib.error:
+            return None
+    return None  # br, zstd: not read (the client still gets the bytes as sent)
+
+
+def _from_stream(tail: bytes) -> Usage | None:
+    """Scan SSE events from the end for usage; input and output may come from different events."""
+    tokens_in = tokens_out = None
+    for event in reversed(tail.replace(b"\r\n", b"\n").split(b"\n\n")):
+        if b'"usage"' not in event:
+            continue
+        for line in event.split(b"\n"):
+            if not line.startswith(b"data:"):
+                continue
+            try:
+                data = orjson.loads(line[5:])
+            except orjson.JSONDecodeError:
+                continue  # the first event of the tail may be cut
+            if not isinstance(data, dict):
+                continue
+            for holder in (data, data.get("response"), data.get("message")):
+                if isinstance(holder, dict) and "usage" in holder:
+                    found_in, found_out = _counts(holder["usage"])
+                    tokens_in = found_in if tokens_in is None else tokens_in
+                    tokens_out = found_out if tokens_out is None else tokens_out
+        if tokens_in is not None and tokens_out is not None:
+            break
+    if tokens_in is None and tokens_out is None:
+        return None
+    return Usage(tokens_in or 0, tokens_out or 0)
+
+
+def _counts(usage: Any) -> tuple[int | None, int | None]:
+    if not isinstance(usage, dict):
+        return None, None
+    return _count(usage, "prompt_tokens", "input_tokens"), _count(usage, "completion_tokens", "output_tokens")
+
+
+def _count(usage: dict[str, Any], *names: str) -> int | None:
+    for name in names:
+        value = usage.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+    return None

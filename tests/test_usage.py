@@ -1,0 +1,106 @@
+"""Token usage read from answers and stream tails, without changing what the client gets."""
+
+from __future__ import annotations
+
+import gzip
+
+import orjson
+import pytest
+
+from dynamo.nemo_switchyard.usage import Tap, Usage, read_usage
+
+JSON = b"application/json"
+SSE = b"text/event-stream; charset=utf-8"
+
+
+def sse(*events: object) -> bytes:
+    return b"".join(b"data: " + (e if isinstance(e, bytes) else orjson.dumps(e)) + b"\n\n" for e in events)
+
+
+def test_chat_and_completions_bodies():
+    body = orjson.dumps({"choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17}})
+    assert read_usage(body, JSON) == Usage(12, 5)
+
+
+def test_responses_and_messages_bodies():
+    assert read_usage(orjson.dumps({"output": [], "usage": {"input_tokens": 3, "output_tokens": 9}}), JSON) == Usage(3, 9)
+    assert read_usage(orjson.dumps({"type": "message", "usage": {"input_tokens": 4, "output_tokens": 1}}), None) == Usage(4, 1)
+
+
+@pytest.mark.parametrize("body", [b"not json", b'{"usage": null}', b"[1]", b'{"usage": {"prompt_tokens": -1}}', b'{"x": 1}'])
+def test_bodies_without_usable_usage(body: bytes):
+    assert read_usage(body, JSON) is None
+
+
+def test_gzip_body_is_read_from_a_copy():
+    plain = orjson.dumps({"usage": {"prompt_tokens": 2, "completion_tokens": 3}})
+    packed = gzip.compress(plain)
+    assert read_usage(packed, JSON, b"gzip") == Usage(2, 3)
+    assert read_usage(packed, JSON, b"br") is None  # not decodable here: not counted, still relayed
+
+
+def test_chat_stream_final_usage_chunk():
+    tail = b": comment\n\n" + sse(
+        {"choices": [{"delta": {"content": "hi"}}], "usage": None},
+        {"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 20}},
+        b"[DONE]",
+    )
+    assert read_usage(tail, SSE) == Usage(7, 20)
+
+
+def test_stream_with_crlf_and_a_cut_first_event():
+    tail = b'ens": 1}}\r\n\r\n' + sse({"usage": {"prompt_tokens": 1, "completion_tokens": 2}}).replace(b"\n", b"\r\n")
+    assert read_usage(tail, SSE) == Usage(1, 2)
+
+
+def test_anthropic_stream_input_and_output_from_different_events():
+    tail = (
+        b"event: message_start\n" + sse({"type": "message_start", "message": {"usage": {"input_tokens": 25, "output_tokens": 1}}})
+        + b"event: content_block_delta\n" + sse({"type": "content_block_delta", "delta": {"text": "x"}})
+        + b"event: message_delta\n" + sse({"type": "message_delta", "usage": {"output_tokens": 15}})
+        + b"event: message_stop\n" + sse({"type": "message_stop"})
+    )
+    assert read_usage(tail, SSE) == Usage(25, 15)
+
+
+def test_responses_stream_completed_event():
+    tail = sse({"type": "response.completed", "response": {"usage": {"input_tokens": 8, "output_tokens": 30}}})
+    assert read_usage(tail, SSE) == Usage(8, 30)
+
+
+def test_stream_without_usage():
+    assert read_usage(sse({"choices": []}, b"[DONE]"), SSE) is None
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.data: list[bytes] = []
+        self.bound: object = None
+
+    def write(self, data: bytes) -> None:
+        self.data.append(data)
+
+    def bind_reader(self, transport: object) -> None:
+        self.bound = transport
+
+
+def test_tap_passes_every_chunk_unchanged_and_keeps_a_bounded_tail():
+    sink = Sink()
+    tap = Tap(sink, limit=10)
+    pieces = [b"abcd", b"efgh", b"ijkl", b"mnop"]
+    for piece in pieces:
+        tap.write(piece)
+    assert sink.data == pieces  # the same objects, in order
+    tail = tap.tail()
+    assert b"".join(pieces).endswith(tail) and len(tail) >= 10 and len(tail) < 10 + 4
+    assert not tap.complete and tap.total == 16
+    tap.bind_reader("transport")
+    assert sink.bound == "transport"
+
+
+def test_tap_complete_when_the_body_fits():
+    tap = Tap(Sink(), limit=100)
+    tap.write(b'{"usage": {"prompt_tokens": 1, "completion_tokens": 1}}')
+    assert tap.complete
+    assert read_usage(tap.tail(), JSON, None, tap.complete) == Usage(1, 1)
+    assert read_usage(tap.tail(), JSON, None, complete=False) is None
