@@ -16,14 +16,12 @@ export WEAK_MODEL=${WEAK_MODEL:-weak-model}
 scripts/setup.sh
 scripts/setup_dynamo.sh
 # shellcheck source=scripts/dynamo_stack.sh
-source scripts/dynamo_stack.sh
+source scripts/dynamo_stack.sh  # and, through it, the shared scripts/lib/{procs,stack}.sh
 
-switchyard_pid=""
+# Stop switchyard first (it drains in-flight requests while Dynamo still answers), then Dynamo.
 cleanup() {
-  if [[ -n "$switchyard_pid" ]] && kill -0 "$switchyard_pid" 2>/dev/null; then
-    kill -TERM "$switchyard_pid" 2>/dev/null || true
-    wait "$switchyard_pid" 2>/dev/null || true
-  fi
+  trap '' INT TERM  # a second Ctrl-C must not cut the clean-up short
+  PROCS_STOP_TIMEOUT=40 procs_stop switchyard
   dynamo_stop
 }
 trap cleanup EXIT
@@ -31,17 +29,8 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 dynamo_start
-.venv/bin/python -m dynamo.nemo_switchyard \
-  --http-host 127.0.0.1 --http-port "$SWITCHYARD_PORT" --backend-url "$DYNAMO_URL" \
-  --strong-model "$STRONG_MODEL" --weak-model "$WEAK_MODEL" >"$DYNAMO_RUN_DIR/switchyard.log" 2>&1 &
-switchyard_pid=$!
-url="http://127.0.0.1:$SWITCHYARD_PORT"
-for _ in $(seq 100); do
-  curl -sf "$url/ready" >/dev/null && break
-  kill -0 "$switchyard_pid" 2>/dev/null || { cat "$DYNAMO_RUN_DIR/switchyard.log"; exit 1; }
-  sleep 0.1
-done
-curl -sf "$url/ready" >/dev/null || { echo "switchyard did not become ready"; cat "$DYNAMO_RUN_DIR/switchyard.log"; exit 1; }
+stack_start_switchyard .venv/bin/python 127.0.0.1 "$SWITCHYARD_PORT" "$DYNAMO_URL" "$STRONG_MODEL" "$WEAK_MODEL" 30
+url="$STACK_SWITCHYARD_URL"
 echo "switchyard on $url -> Dynamo frontend $DYNAMO_URL"
 echo
 
@@ -71,5 +60,5 @@ echo "routing counters: $(curl -s "$url/stats")"
 
 if [[ "${1:-}" == "--serve" ]]; then
   echo "serving on $url (Ctrl-C stops switchyard and Dynamo)"
-  wait "$switchyard_pid"
+  procs_watch || exit 1
 fi

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the setup_*.sh scripts (source it after setting VENV, PYTHON_BIN, PIP_OPTS and log()).
 
 # make_venv: create $VENV with $PYTHON_BIN unless it exists.
