@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh test
 scripts/setup_dynamo.sh
 scripts/setup_routellm.sh
-export SWITCHYARD_REQUIRE_DYNAMO=1
+scripts/setup_browser.sh  # Chromium (Debian's package) for the dashboard's browser test
+export SWITCHYARD_REQUIRE_DYNAMO=1 SWITCHYARD_REQUIRE_BROWSER=1
 # The whole suite in the base install (no torch, no RouteLLM: those tests check the install
 # hint), then RouteLLM's routers in their own environment with the "routellm" extra.
 .venv/bin/python -m pytest -p no:cacheprovider "$@"

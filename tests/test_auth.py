@@ -166,7 +166,7 @@ def test_unknown_open_endpoint_is_a_config_error():
 def test_defaults():
     settings = load_settings(REQUIRED)
     assert settings.client_api_keys == [] and settings.backend_api_key is None
-    assert settings.open_endpoints == ["health", "ready"]
+    assert settings.open_endpoints == ["health", "ready", "dashboard"]
     assert settings.log_format == "text" and settings.log_prompts is False
 
 

@@ -74,8 +74,8 @@ def test_help_lists_every_setting_with_env(capsys, entry, argv, extra):
 
 def test_help_marks_required_and_defaults(capsys):
     blocks = _option_blocks(_help(capsys, cli.serve_main, ["--help"]))
-    assert "[required; env SWITCHYARD_STRONG_MODEL]" in blocks["--strong-model"]
-    assert "[required; env SWITCHYARD_WEAK_MODEL]" in blocks["--weak-model"]
+    assert "[required unless --tier is given; env SWITCHYARD_STRONG_MODEL]" in blocks["--strong-model"]
+    assert "[required unless --tier is given; env SWITCHYARD_WEAK_MODEL]" in blocks["--weak-model"]
     assert "[default: 0.5; env SWITCHYARD_THRESHOLD]" in blocks["--threshold"]
     assert "[default: None; env SWITCHYARD_FALLBACK_MODEL]" in blocks["--fallback-model"]
     assert "[default: {}; env SWITCHYARD_ROUTER_OPTIONS]" in blocks["--router-options"]

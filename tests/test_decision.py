@@ -173,7 +173,7 @@ def test_routing_request_error_is_value_error():
 
 
 def test_decision_constants():
-    assert decision_module.DECISIONS == (STRONG, WEAK, FALLBACK, PASSTHROUGH)
+    assert decision_module.DECISIONS == (STRONG, decision_module.MIDDLE, WEAK, FALLBACK, PASSTHROUGH)
 
 
 # ---------------------------------------------------------------- decide()
@@ -187,7 +187,8 @@ def test_decide_threshold_comparison(monkeypatch: pytest.MonkeyPatch, score: flo
     assert result.model == ("big" if expected == STRONG else "small")
     assert result.score == score
     assert result.router == "random" and result.threshold == 0.5
-    assert result.reason is None
+    assert result.fallback_reason is None and result.reason == "score"
+    assert result.tier == (0 if expected == STRONG else 1)
 
 
 def test_decide_uses_target_threshold_not_default(monkeypatch: pytest.MonkeyPatch):
@@ -392,3 +393,178 @@ def test_aclose_closes_routers(monkeypatch: pytest.MonkeyPatch):
     _decide(decider, "x")
     assert closed == [True]
     assert decider._scorers == {}
+
+
+# ---------------------------------------------------------------- tiers, budget, load, overrides
+
+
+def _tiered(router: Router, monkeypatch: pytest.MonkeyPatch, **overrides) -> Decider:
+    return _decider_with(router, monkeypatch, tier=["big=0.7", "small=0", "mid=0.3"], **overrides)
+
+
+@pytest.mark.parametrize(
+    "score, model, label, tier",
+    [(1.0, "big", STRONG, 0), (0.7, "big", STRONG, 0), (0.69, "mid", decision_module.MIDDLE, 1), (0.3, "mid", decision_module.MIDDLE, 1),
+     (0.29, "small", WEAK, 2), (0.0, "small", WEAK, 2)],
+)
+def test_tiers_pick_the_strongest_tier_whose_cut_point_the_score_reaches(monkeypatch, score, model, label, tier):
+    result = _decide(_tiered(FixedRouter(score), monkeypatch), "p")
+    assert (result.model, result.decision, result.tier, result.reason, result.threshold) == (model, label, tier, "score", 0.7)
+
+
+def test_tiers_set_strong_weak_and_threshold():
+    settings = _settings(tier=["big=0.7", "small=0.1", "mid=0.3"], strong_model="ignored", threshold=0.2)
+    assert [t.model for t in settings.tiers] == ["big", "mid", "small"]
+    assert (settings.strong_model, settings.weak_model, settings.threshold, settings.fallback_model) == ("big", "small", 0.7, "big")
+    assert settings.served_models == ["big", "mid", "small"]
+
+
+def test_below_every_cut_point_goes_to_the_weakest_tier(monkeypatch):
+    decider = _decider_with(FixedRouter(0.05), monkeypatch, tier=["big=0.7", "small=0.1"])
+    assert _decide(decider, "p").model == "small"
+
+
+def test_a_router_model_name_sets_the_top_cut_point_of_the_tiers(monkeypatch):
+    decider = _tiered(FixedRouter(0.5), monkeypatch)
+    assert _decide(decider, "p", Target("random", 0.4)).model == "big"
+    assert _decide(_tiered(FixedRouter(0.25), monkeypatch), "p", Target("random", 0.2)).model == "big"
+    # The top cut-point below a middle one: the middle tier's cut is clamped to it.
+    assert _decide(_tiered(FixedRouter(0.15), monkeypatch), "p", Target("random", 0.2)).model == "small"
+
+
+@pytest.mark.parametrize("items, message", [
+    (["big=0.7"], "at least two tiers"), (["big"], "is not MODEL=CUTPOINT"), (["big=x", "s=0"], "is not a number"),
+    (["big=1.5", "s=0"], "between 0 and 1"), (["a=0.5", "a=0"], "a model appears in two tiers: a"), (["a=0.5", "b=0.5"], "same cut-point"),
+])
+def test_bad_tiers_are_one_line_errors(items, message):
+    from dynamo.nemo_switchyard.config import ConfigError
+
+    with pytest.raises(ConfigError, match="--tier") as info:
+        _settings(tier=items)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_tiers_from_environment_and_config_mapping(monkeypatch, tmp_path):
+    monkeypatch.setenv("SWITCHYARD_TIER", "big=0.6,small=0")
+    assert [t.model for t in load_settings({}).tiers] == ["big", "small"]
+    monkeypatch.delenv("SWITCHYARD_TIER")
+    config = tmp_path / "c.yaml"
+    config.write_text("tier:\n  big: 0.8\n  mid: 0.4\n  small: 0\n")
+    assert [(t.model, t.cut) for t in load_settings({}, config).tiers] == [("big", 0.8), ("mid", 0.4), ("small", 0.0)]
+
+
+def test_models_are_required_without_tiers():
+    from dynamo.nemo_switchyard.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"--weak-model is required \(or set SWITCHYARD_WEAK_MODEL\) unless tiers are given"):
+        load_settings({"strong_model": "big"})
+
+
+class SequenceRouter(Router):
+    """Scores from a list, in order."""
+
+    name = "sequence"
+    inline = True
+
+    def __init__(self, scores: list[float]) -> None:
+        self.scores = iter(scores)
+
+    def score_batch(self, prompts: Sequence[str]) -> list[float]:
+        return [next(self.scores) for _ in prompts]
+
+
+def _decide_all(decider: Decider, count: int, context_of=lambda i: None) -> list[Decision]:
+    async def go() -> list[Decision]:
+        try:
+            return [await decider.decide(decider.default, "p", context_of(i)) for i in range(count)]
+        finally:
+            await decider.aclose()
+
+    return asyncio.run(go())
+
+
+def test_budget_holds_the_strong_share_as_the_mix_drifts(monkeypatch):
+    import random as stdlib_random
+
+    rng = stdlib_random.Random(7)
+    # The mix drifts from mostly easy prompts (low scores) to mostly hard ones, then steps to harder still.
+    drift = [min(1.0, max(0.0, rng.gauss(0.2 + 0.5 * i / 16000, 0.15))) for i in range(16000)]
+    step = [min(1.0, max(0.0, rng.gauss(0.85, 0.1))) for _ in range(4000)]
+    scores = drift + step
+    decider = _decider_with(SequenceRouter(scores), monkeypatch, target_strong_fraction=0.3, budget_window=500)
+    results = _decide_all(decider, len(scores))
+    shares = {}
+    for start in range(500, len(scores) - 999, 1000):
+        if start < 16000 < start + 1000:
+            continue  # the step: the window needs about its length to catch up
+        shares[start] = sum(r.decision == STRONG for r in results[start:start + 1000]) / 1000
+    assert all(abs(share - 0.3) <= 0.04 for share in shares.values()), sorted(shares.items())  # the stated tolerance: +-0.04
+    assert sum(s >= 0.5 for s in scores[-1000:]) / 1000 > 0.9  # a fixed threshold would have drifted far from the target
+    reasons = {r.reason for r in results}
+    assert reasons <= {"score", "budget"} and "budget" in reasons
+    assert all(r.reason == "budget" for r in results if (r.score >= 0.5) != (r.decision == STRONG))
+
+
+def test_budget_threshold_stays_within_bounds(monkeypatch):
+    decider = _decider_with(SequenceRouter([0.01] * 300), monkeypatch, target_strong_fraction=0.5, budget_min_threshold=0.2, budget_window=100)
+    results = _decide_all(decider, 300)
+    assert all(r.threshold >= 0.2 for r in results) and all(r.decision == WEAK for r in results)
+
+
+def test_budget_not_used_for_router_model_names(monkeypatch):
+    decider = _decider_with(FixedRouter(0.45), monkeypatch, target_strong_fraction=1.0)
+    result = _decide(decider, "p", Target("random", 0.5))
+    assert result.decision == WEAK and result.threshold == 0.5 and decider.budget.observed == 0
+
+
+def test_dry_run_leaves_the_budget_alone(monkeypatch):
+    decider = _decider_with(FixedRouter(0.45), monkeypatch, target_strong_fraction=0.5)
+
+    async def go() -> None:
+        await decider.decide(decider.default, "p", record=False)
+        await decider.aclose()
+
+    asyncio.run(go())
+    assert decider.budget.observed == 0
+
+
+def test_threshold_override(monkeypatch):
+    decider = _decider_with(FixedRouter(0.4), monkeypatch)
+    result = _decide_all(decider, 1, lambda i: decision_module.Context(threshold=0.3))[0]
+    assert (result.decision, result.threshold, result.reason) == (STRONG, 0.3, "override")
+
+
+def test_model_override_skips_scoring(monkeypatch):
+    router = FixedRouter(0.9)
+    decider = _tiered(router, monkeypatch)
+    assert decider.pinned("strong") == "big" and decider.pinned("weak") == "small" and decider.pinned("mid") == "mid"
+    assert decider.pinned("other") is None
+    result = _decide_all(decider, 1, lambda i: decision_module.Context(model="mid"))[0]
+    assert (result.model, result.decision, result.score, result.reason, result.tier) == ("mid", decision_module.MIDDLE, None, "override", 1)
+    assert router.calls == 0
+
+
+@pytest.mark.parametrize(
+    "score, saturated, model",
+    [
+        (0.55, {"big"}, "small"),  # strong pool saturated, score within the margin above the threshold: weak
+        (0.65, {"big"}, "big"),  # beyond the margin: stays
+        (0.55, {"big", "small"}, "big"),  # both saturated: no move
+        (0.45, {"small"}, "big"),  # weak pool saturated, within the margin below: strong
+        (0.35, {"small"}, "small"),
+        (0.55, set(), "big"),
+    ],
+)
+def test_load_aware_moves_borderline_prompts_off_a_saturated_pool(monkeypatch, score, saturated, model):
+    decider = _decider_with(FixedRouter(score), monkeypatch, load_aware=True, load_max_queue=4, load_margin=0.1)
+    decider.saturation = lambda m: "queue 9 > 4" if m in saturated else None
+    result = _decide(decider, "p")
+    assert result.model == model
+    assert result.reason == ("load" if (model == "big") != (score >= 0.5) else "score")
+
+
+def test_load_aware_needs_a_limit():
+    from dynamo.nemo_switchyard.config import ConfigError
+
+    with pytest.raises(ConfigError, match="--load-aware needs a limit"):
+        _settings(load_aware=True)

@@ -36,7 +36,8 @@ def test_route_answers_the_decision_and_never_calls_the_backend(proxy, reset_bac
     assert status == 200 and headers["content-type"] == ["application/json"]
     score = expected_score(QUESTION)  # chat extraction: the last user message
     decision = "strong" if score >= 0.5 else "weak"
-    assert got == {"model": f"{decision}-model", "decision": decision, "score": score, "router": "random", "threshold": 0.5}
+    assert got == {"model": f"{decision}-model", "decision": decision, "score": score, "router": "random", "threshold": 0.5,
+                   "reason": "score", "tier": 0 if decision == "strong" else 1}
 
     # Completions body: the prompt; no model = auto.
     status, _, got = route(proxy.url, {"prompt": "Say hi."})
@@ -53,11 +54,12 @@ def test_route_answers_the_decision_and_never_calls_the_backend(proxy, reset_bac
     status, _, got = route(proxy.url, image_only)
     assert status == 200
     assert got == {"model": "strong-model", "decision": "fallback", "score": None, "router": "random", "threshold": 0.5,
-                   "reason": "empty_prompt"}
+                   "reason": "fallback", "fallback_reason": "empty_prompt", "tier": None}
 
     # A real model name passes through, as it would on the routed endpoints.
     status, _, got = route(proxy.url, {"model": "weak-model", "prompt": "x"})
-    assert status == 200 and got == {"model": "weak-model", "decision": "passthrough", "score": None, "router": None, "threshold": None}
+    assert status == 200 and got == {"model": "weak-model", "decision": "passthrough", "score": None, "router": None, "threshold": None,
+                                     "reason": "passthrough", "tier": None}
 
     assert backend_log(reset_backend)["requests"] == []
     assert stats(proxy.url)["total"] == before["total"]  # not traffic: not counted

@@ -20,7 +20,7 @@ from . import __version__, body as bodies
 from .auth import Authenticator, unsafe_target
 from .config import Settings
 from .cost import Price, Pricing
-from .decision import FALLBACK, PASSTHROUGH, Decider, Decision, RoutingRequestError
+from .decision import FALLBACK, PASSTHROUGH, Context, Decider, Decision, RoutingRequestError
 from .errors import ERROR_SOURCE, error_body
 from .logs import PROMPT_LOG_LIMIT, REQUEST_ID, REQUEST_ID_HEADER, access_log, new_request_id, valid_request_id
 from .metrics import CONTENT_TYPE, Metrics
@@ -72,15 +72,21 @@ def header_value(text: str) -> bytes:
 
 
 def decision_headers(decision: Decision) -> Headers:
-    headers = [(b"x-routellm-routed-model", header_value(decision.model)), (b"x-switchyard-decision", decision.decision.encode())]
+    headers = [
+        (b"x-routellm-routed-model", header_value(decision.model)),
+        (b"x-switchyard-decision", decision.decision.encode()),
+        (b"x-switchyard-reason", decision.reason.encode()),
+    ]
+    if decision.tier is not None:
+        headers.append((b"x-switchyard-tier", b"%d" % decision.tier))
     if decision.router is not None:
         headers.append((b"x-switchyard-router", decision.router.encode()))
     if decision.score is not None:
         headers.append((b"x-switchyard-score", b"%.6f" % decision.score))
     if decision.threshold is not None:
         headers.append((b"x-switchyard-threshold", f"{decision.threshold:g}".encode()))
-    if decision.reason is not None:
-        headers.append((b"x-switchyard-fallback-reason", decision.reason.encode()))
+    if decision.fallback_reason is not None:
+        headers.append((b"x-switchyard-fallback-reason", decision.fallback_reason.encode()))
     return headers
 
 
@@ -95,6 +101,9 @@ class App:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.decider = Decider(settings)
+        self.load: Any = None  # the backend's load, with --load-aware (see load.py)
+        self._session_header = settings.session_header.lower().encode("latin-1") if settings.session_header else None
+        self._contextual = settings.affinity != "off" or settings.allow_threshold_header or settings.allow_model_header
         self.upstream = Upstream(
             settings.backend_url,
             connect_timeout=settings.connect_timeout,
@@ -181,6 +190,7 @@ class App:
             "path": request.target.split(b"?", 1)[0].decode("latin-1"),
             "status": int(status),
             "decision": decision.decision if decision is not None else None,
+            "reason": decision.reason if decision is not None else None,
             "model": decision.model[:256] if decision is not None else None,  # a passthrough name is the client's
             "score": round(decision.score, 6) if decision is not None and decision.score is not None else None,
             "duration_ms": round((time.perf_counter() - started) * 1000, 2),
@@ -251,14 +261,13 @@ class App:
             span = request.extra.get("span")
             if span is not None:
                 span = self.tracing.child_span("route", span)
-            decision = await self._decide(responder, ROUTED_ENDPOINTS[request.path], body, body.get("model"), count=True)
+            decision = await self._decide(responder, ROUTED_ENDPOINTS[request.path], body, body.get("model"), count=True, request=request)
             if span is not None:
                 if decision is not None:
                     span.set_attributes({"switchyard.decision": decision.decision, "switchyard.model": decision.model[:256]})
                     if decision.score is not None:
                         span.set_attribute("switchyard.score", decision.score)
-                    if decision.reason is not None:
-                        span.set_attribute("switchyard.reason", decision.reason)
+                    span.set_attribute("switchyard.reason", decision.reason)
                 span.end()
             if decision is None:
                 return
@@ -269,13 +278,19 @@ class App:
                 if decision.score is not None:
                     metrics.scores.labels(decision.router).observe(decision.score)
                 if decision.decision == FALLBACK:
-                    metrics.fallbacks.labels(decision.reason).inc()
+                    metrics.fallbacks.labels(decision.fallback_reason).inc()
+                elif decision.tier is not None:
+                    metrics.tiers.labels(str(decision.tier), decision.model).inc()
+            metrics.reasons.labels(decision.reason).inc()
             await self._proxy(request, responder, raw, decision, body if decision.decision != PASSTHROUGH else None)
         finally:
             metrics.in_flight.dec()
 
-    async def _decide(self, responder: Responder, endpoint: Endpoint, body: dict[str, Any], model: Any, count: bool) -> Decision | None:
-        """The decision for a body, or None after answering 400 (counted as rejected if ``count``)."""
+    async def _decide(
+        self, responder: Responder, endpoint: Endpoint, body: dict[str, Any], model: Any, count: bool, request: Request | None = None
+    ) -> Decision | None:
+        """The decision for a body, or None after answering 400 (counted as rejected if ``count``).
+        Without ``request`` (/v1/route) it is a dry run: no per-request controls, nothing remembered."""
         try:
             if model is not None and not isinstance(model, str):
                 raise PromptError(f"'model' must be a string, not {json_type(model)}")
@@ -283,7 +298,14 @@ class App:
             if target is None:
                 return Decision(PASSTHROUGH, str(model))
             check_types(endpoint, body)
-            return await self.decider.decide(target, extract_prompt(endpoint, body, self.settings.prompt_scope))
+            prompt = extract_prompt(endpoint, body, self.settings.prompt_scope)
+            if request is None or not self._contextual:
+                return await self.decider.decide(target, prompt, None, record=request is not None)
+            context = self._context(request, endpoint, body)
+            decision = await self.decider.decide(target, prompt, context)
+            if context.conversation is not None:
+                self.metrics.affinity_lookups.labels("miss" if context.remembered is None else "hit").inc()
+            return decision
         except (RoutingRequestError, PromptError) as exc:
             status, message, code = 400, str(exc), "invalid_request"
         except RouterError as exc:
@@ -293,6 +315,34 @@ class App:
         else:
             send_error(responder, status, message, code)
         return None
+
+    def _context(self, request: Request, endpoint: Endpoint, body: dict[str, Any]) -> Context:
+        """The request's conversation and its own controls (x-switchyard-threshold / -model, when allowed)."""
+        settings = self.settings
+        context = Context()
+        if self.decider.affinity is not None:
+            from .affinity import conversation_key
+
+            found = conversation_key(request.header, self._session_header, body, endpoint)
+            if found is not None:
+                context.conversation = found[0]
+        if settings.allow_threshold_header:
+            sent = request.header(b"x-switchyard-threshold")
+            if sent is not None:
+                try:
+                    context.threshold = float(sent)
+                except ValueError:
+                    context.threshold = float("nan")
+                if not 0.0 <= context.threshold <= 1.0:
+                    raise RoutingRequestError(f"x-switchyard-threshold must be a number between 0 and 1, got {sent.decode('latin-1')[:64]!r}")
+        if settings.allow_model_header:
+            sent = request.header(b"x-switchyard-model")
+            if sent is not None:
+                context.model = self.decider.pinned(sent.decode("latin-1").strip())
+                if context.model is None:
+                    choices = ", ".join(["strong", "weak", *(tier.model for tier in self.decider.tiers)])
+                    raise RoutingRequestError(f"x-switchyard-model must be one of: {choices}; got {sent.decode('latin-1')[:64]!r}")
+        return context
 
     def _reject(self, responder: Responder, status: int, message: str, code: str) -> None:
         self.metrics.requests.labels("rejected", str(status)).inc()
@@ -476,14 +526,18 @@ class App:
         if decision is None:
             return
         answer = {"model": decision.model, "decision": decision.decision, "score": decision.score,
-                  "router": decision.router, "threshold": decision.threshold}
-        if decision.reason is not None:
-            answer["reason"] = decision.reason
+                  "router": decision.router, "threshold": decision.threshold, "reason": decision.reason, "tier": decision.tier}
+        if decision.fallback_reason is not None:
+            answer["fallback_reason"] = decision.fallback_reason
         self._json(responder, answer)
 
     async def models(self, request: Request, responder: Responder) -> None:
         settings = self.settings
-        virtual = {"id": settings.virtual_model_name, "object": "model", "created": 0, "owned_by": "switchyard"}
+        virtual = {
+            "id": settings.virtual_model_name, "object": "model", "created": 0, "owned_by": "switchyard",
+            "tiers": [{"tier": i, "model": tier.model, "cut_point": self.decider.threshold if i == 0 else tier.cut}
+                      for i, tier in enumerate(self.decider.tiers)],
+        }
         backend = await self.upstream.models()
         if backend is None:
             listed = [virtual] + [{"id": m, "object": "model", "created": 0, "owned_by": "backend"} for m in settings.served_models]
@@ -515,18 +569,25 @@ class App:
     async def dashboard(self, request: Request, responder: Responder) -> None:
         from . import dashboard  # the page is read once, on first use
 
-        body, content_type = dashboard.page()
-        responder.send(200, [(b"Content-Type", content_type), (b"Cache-Control", b"no-cache")], body)
+        body, _ = dashboard.page()
+        responder.send(200, dashboard.headers(), body)
 
     async def metrics_page(self, request: Request, responder: Responder) -> None:
         responder.send(200, [(b"Content-Type", CONTENT_TYPE.encode())], self.metrics.exposition())
 
     async def stats(self, request: Request, responder: Responder) -> None:
         settings = self.settings
+        decider = self.decider
         extra = {
             "router": settings.router_type,
-            "threshold": settings.threshold,
+            "threshold": decider.threshold,  # live: it moves with --target-strong-fraction
+            "configured_threshold": settings.threshold,
+            "target_strong_fraction": settings.target_strong_fraction,
             "models": {"strong": settings.strong_model, "weak": settings.weak_model, "fallback": settings.fallback_model},
+            "tiers": [{"tier": i, "model": tier.model, "cut_point": decider.threshold if i == 0 else tier.cut}
+                      for i, tier in enumerate(decider.tiers)],
+            "affinity_mode": settings.affinity,
+            "load": self.load.snapshot() if self.load is not None else None,
             # this process's own figures, for leak checks (bench/soak.py)
             "tasks": len(asyncio.all_tasks()),
             "backend_connections": self.upstream.open_connections,

@@ -64,7 +64,11 @@ def add_settings_arguments(parser: argparse.ArgumentParser, only: Sequence[str] 
         if only is not None and name not in only:
             continue
         kind, choices = _field_type(field.annotation)
-        default = "required" if field.is_required() else f"default: {field.get_default(call_default_factory=True)!r}"
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        if field.is_required() or "required" in extra:
+            default = str(extra.get("required", "required"))
+        else:
+            default = f"default: {field.get_default(call_default_factory=True)!r}"
         if kind is bool:  # --flag / --no-flag
             how: dict[str, Any] = {"action": argparse.BooleanOptionalAction}
         elif kind is list:  # --flag A --flag B

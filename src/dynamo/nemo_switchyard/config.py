@@ -8,6 +8,7 @@ so a setting exists exactly once.
 from __future__ import annotations
 
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -25,6 +26,39 @@ class ConfigError(Exception):
     """Configuration that cannot work; the message says what to change."""
 
 
+@dataclass(frozen=True, slots=True)
+class Tier:
+    """A backend model and the lowest score that reaches it."""
+
+    model: str
+    cut: float
+
+
+def parse_tiers(items: list[str]) -> list[Tier]:
+    """``MODEL=CUTPOINT`` items as tiers, strongest (highest cut-point) first; ValueError says what is wrong."""
+    tiers = []
+    for item in items:
+        model, sep, cut = str(item).rpartition("=")
+        if not sep or not model.strip():
+            raise ValueError(f"{item!r} is not MODEL=CUTPOINT, e.g. big-model=0.7")
+        try:
+            value = float(cut)
+        except ValueError:
+            raise ValueError(f"the cut-point in {item!r} is not a number") from None
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"the cut-point in {item!r} must be between 0 and 1")
+        tiers.append(Tier(model.strip(), value))
+    if len(tiers) < 2:
+        raise ValueError("give at least two tiers (e.g. --tier big=0.5 --tier small=0)")
+    models = [tier.model for tier in tiers]
+    if len(set(models)) != len(models):
+        raise ValueError(f"a model appears in two tiers: {', '.join(sorted({m for m in models if models.count(m) > 1}))}")
+    cuts = [tier.cut for tier in tiers]
+    if len(set(cuts)) != len(cuts):
+        raise ValueError("two tiers have the same cut-point; each tier needs its own")
+    return sorted(tiers, key=lambda tier: -tier.cut)
+
+
 class Settings(BaseSettings):
     """Every knob of the server. Field descriptions become ``--help`` text."""
 
@@ -36,10 +70,54 @@ class Settings(BaseSettings):
         "http://localhost:8000",
         description="Root URL of the OpenAI-compatible backend (e.g. Dynamo's frontend); requests keep their path.",
     )
-    strong_model: str = Field(..., min_length=1, description="Backend model name for prompts that need the strong model.")
-    weak_model: str = Field(..., min_length=1, description="Backend model name for the other prompts.")
+    strong_model: str = Field(
+        None, min_length=1, validate_default=False, json_schema_extra={"required": "required unless --tier is given"},
+        description="Backend model name for prompts that need the strong model.",
+    )  # type: ignore[assignment]  # set from the tiers when absent
+    weak_model: str = Field(
+        None, min_length=1, validate_default=False, json_schema_extra={"required": "required unless --tier is given"},
+        description="Backend model name for the other prompts.",
+    )  # type: ignore[assignment]
     router_type: str = Field(registry.DEFAULT_ROUTER, description="Router that scores prompts: " + ", ".join(registry.names()) + ", or package.module:RouterClass for your own.")
     threshold: float = Field(0.5, ge=0.0, le=1.0, description="Score at or above which a prompt goes to the strong model.")
+    # -- routing beyond one threshold (see decision.py) --
+    tier: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="A model tier as MODEL=CUTPOINT, repeated, e.g. --tier big=0.7 --tier mid=0.3 --tier small=0: a prompt goes to "
+        "the strongest tier whose cut-point its score reaches (below every cut-point: the weakest). Takes precedence over "
+        "--strong-model/--weak-model/--threshold; the top tier is 'strong', the lowest 'weak'.",
+    )
+    affinity: Literal["off", "sticky", "escalate"] = Field(
+        "off",
+        description="Conversation affinity: off (every turn routed afresh), sticky (a conversation keeps the model of its first turn), "
+        "escalate (it may move to a stronger model, never back down).",
+    )
+    session_header: str | None = Field(
+        None, description="Header naming a conversation, tried before x-dynamo-session-id and x-session-id (else a hash of its first messages)."
+    )
+    affinity_max_entries: int = Field(100_000, ge=1, description="Conversations remembered per process (least recently used ones go first).")
+    affinity_ttl: float = Field(3600.0, gt=0, description="Seconds a conversation is remembered after its last turn.")
+    target_strong_fraction: float | None = Field(
+        None, ge=0.0, le=1.0,
+        description="Hold this share of strong calls: the threshold adapts to the recent scores (a sliding window) as the prompt mix drifts.",
+    )
+    budget_window: int = Field(1000, ge=10, le=1_000_000, description="Recent scores the adaptive threshold is computed from.")
+    budget_min_threshold: float = Field(0.0, ge=0.0, le=1.0, description="Lowest threshold the strong-share budget may set.")
+    budget_max_threshold: float = Field(1.0, ge=0.0, le=1.0, description="Highest threshold the strong-share budget may set.")
+    load_aware: bool = Field(
+        False,
+        description="Read the backend's load from its Prometheus metrics and move prompts within --load-margin of the threshold "
+        "off a saturated pool (strong -> weak, or weak -> strong).",
+    )
+    load_metrics_url: str | None = Field(None, description="Where the backend's Prometheus metrics are (default: BACKEND_URL/metrics).")
+    load_interval: float = Field(2.0, gt=0, le=300, description="Seconds between reads of the backend's metrics.")
+    load_max_queue: int | None = Field(None, ge=0, description="A pool with more queued requests than this is saturated.")
+    load_max_ttft: float | None = Field(None, gt=0, description="A pool whose recent time-to-first-token p90 (seconds) is above this is saturated.")
+    load_margin: float = Field(0.1, ge=0.0, le=1.0, description="How far from the threshold a score may be and still move off a saturated pool.")
+    allow_threshold_header: bool = Field(False, description="Let a request set its own threshold with x-switchyard-threshold: T.")
+    allow_model_header: bool = Field(
+        False, description="Let a request pin its model with x-switchyard-model: strong, weak or a tier's model name."
+    )
     checkpoint_path: str | None = Field(None, description="Router checkpoint: a local folder (or a hub id, for routers that accept one).")
     router_options: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
@@ -236,16 +314,61 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown router {value!r}; choose one of: {', '.join(registry.names())}, or give package.module:RouterClass")
         return value
 
+    @field_validator("tier", mode="before")
+    @classmethod
+    def _tier_forms(cls, value: Any) -> Any:
+        if isinstance(value, str):  # the environment: JSON or comma-separated MODEL=CUTPOINT
+            text = value.strip()
+            if text.startswith(("[", "{")):
+                import json
+
+                try:
+                    value = json.loads(text)
+                except ValueError:
+                    raise ValueError("is not valid JSON") from None
+            else:
+                return [part.strip() for part in text.split(",") if part.strip()]
+        if isinstance(value, dict):  # a config file's mapping {model: cut-point}
+            return [f"{model}={cut}" for model, cut in value.items()]
+        return value
+
+    @field_validator("tier")
+    @classmethod
+    def _check_tiers(cls, value: list[str]) -> list[str]:
+        if value:
+            parse_tiers(value)
+        return value
+
     @model_validator(mode="after")
     def _default_fallback(self) -> "Settings":
+        if self.tier:
+            tiers = parse_tiers(self.tier)
+            self.strong_model, self.weak_model = tiers[0].model, tiers[-1].model
+            self.threshold = tiers[0].cut
+        else:
+            missing = [name for name in ("strong_model", "weak_model") if getattr(self, name) is None]
+            if missing:
+                raise ValueError("; ".join(f"--{name.replace('_', '-')} is required (or set {ENV_PREFIX}{name.upper()})" for name in missing)
+                                 + " unless tiers are given with --tier MODEL=CUTPOINT")
         if self.fallback_model is None:
             self.fallback_model = self.strong_model
+        if self.budget_min_threshold > self.budget_max_threshold:
+            raise ValueError("--budget-min-threshold must not be above --budget-max-threshold")
+        if self.load_aware and self.load_max_queue is None and self.load_max_ttft is None:
+            raise ValueError("--load-aware needs a limit: --load-max-queue N and/or --load-max-ttft SECONDS")
         return self
+
+    @property
+    def tiers(self) -> list["Tier"]:
+        """The routing tiers, strongest first (two from --strong-model/--weak-model/--threshold without --tier)."""
+        if self.tier:
+            return parse_tiers(self.tier)
+        return [Tier(self.strong_model, self.threshold), Tier(self.weak_model, 0.0)]
 
     @property
     def served_models(self) -> list[str]:
         """The backend models this configuration routes to, strongest first."""
-        models = [self.strong_model, self.weak_model]
+        models = [tier.model for tier in self.tiers]
         if self.fallback_model not in models:
             models.append(self.fallback_model)  # type: ignore[arg-type]
         return models
@@ -316,7 +439,10 @@ _SECRET_FIELDS = frozenset({"api_key", "backend_api_key"})  # their values never
 def _describe(exc: ValidationError) -> str:
     problems = []
     for error in exc.errors():
-        name = str(error["loc"][0]) if error["loc"] else "configuration"
+        if not error["loc"]:  # a check across settings: its message names the flags
+            problems.append(error["msg"].removeprefix("Value error, "))
+            continue
+        name = str(error["loc"][0])
         flag = "--" + name.replace("_", "-")
         env = ENV_PREFIX + name.upper()
         if error["type"] == "missing":

@@ -2,8 +2,18 @@
 
 A request asks for routing by naming the virtual model (``auto``) or a
 RouteLLM-style ``router-<router>-<threshold>``; any other model passes through.
-Score >= threshold picks the strong model. Empty prompts, router errors and
-router timeouts pick the fallback model, with the reason recorded.
+The models form tiers, strongest first (two: strong and weak); a score picks the
+strongest tier whose cut-point it reaches, the top cut-point being the threshold.
+Empty prompts, router errors and router timeouts pick the fallback model.
+
+Each decision carries its reason, applied in this order:
+
+* ``override``: the request pinned a model or set its threshold (when allowed);
+* ``affinity``: the conversation keeps its model (sticky), or does not go below it (escalate);
+* ``load``: the chosen pool is saturated and the score was within the margin of a cut-point;
+* ``budget``: the strong-share budget's live threshold changed the outcome;
+* ``score``: the score against the configured cut-points;
+* ``fallback``: no score (see ``fallback_reason``).
 """
 
 from __future__ import annotations
@@ -11,10 +21,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .config import Settings
+from .budget import StrongShareBudget
+from .config import Settings, Tier
 from .routers import registry
 from .routers.base import RouterError
 from .scoring import Scorer, ScoringTimeout
@@ -23,8 +35,9 @@ log = logging.getLogger("switchyard.decision")
 
 _ROUTER_MODEL = re.compile(r"router-(?P<router>[A-Za-z0-9_]+)-(?P<threshold>[0-9]*\.?[0-9]+(?:[eE]-?[0-9]+)?)")
 
-STRONG, WEAK, FALLBACK, PASSTHROUGH = "strong", "weak", "fallback", "passthrough"
-DECISIONS = (STRONG, WEAK, FALLBACK, PASSTHROUGH)
+STRONG, MIDDLE, WEAK, FALLBACK, PASSTHROUGH = "strong", "middle", "weak", "fallback", "passthrough"
+DECISIONS = (STRONG, MIDDLE, WEAK, FALLBACK, PASSTHROUGH)
+REASONS = ("score", "budget", "load", "affinity", "override", "fallback", "passthrough")
 
 
 class RoutingRequestError(ValueError):
@@ -33,12 +46,34 @@ class RoutingRequestError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    decision: str
+    decision: str  # strong (top tier), middle, weak (lowest tier), fallback or passthrough
     model: str
     score: float | None = None
     router: str | None = None
-    threshold: float | None = None
-    reason: str | None = None  # why a fallback happened
+    threshold: float | None = None  # the top cut-point this request was compared with
+    fallback_reason: str | None = None  # why a fallback happened
+    cause: str | None = None  # one of REASONS; None: derived from the decision (see ``reason``)
+    tier: int | None = None  # index in the tiers, 0 = strongest
+
+    @property
+    def reason(self) -> str:
+        """Why this model: score, budget, load, affinity, override, fallback or passthrough."""
+        if self.cause is not None:
+            return self.cause
+        return FALLBACK if self.decision == FALLBACK else PASSTHROUGH if self.decision == PASSTHROUGH else "score"
+
+
+@dataclass(slots=True)
+class Context:
+    """What one request adds to its decision: its conversation and its own controls."""
+
+    conversation: str | None = None  # affinity key (header or hash of the first messages)
+    threshold: float | None = None  # x-switchyard-threshold, when allowed
+    model: str | None = None  # x-switchyard-model, when allowed: a tier's model
+    remembered: str | None = None  # set by ``decide``: the conversation's model found in memory (an affinity hit)
+
+
+Saturation = Callable[[str], "str | None"]  # model -> why its pool is saturated, or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,13 +85,48 @@ class Target:
 
 
 class Decider:
-    """Turns (requested model, prompt) into a Decision; owns the loaded routers."""
+    """Turns (requested model, prompt, context) into a Decision; owns the loaded routers,
+    the strong-share budget and the conversation memory."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, saturation: Saturation | None = None) -> None:
         self.settings = settings
+        self.tiers: list[Tier] = settings.tiers
+        self._rank = {tier.model: len(self.tiers) - i for i, tier in enumerate(self.tiers)}  # higher = stronger
         self.default = Target(settings.router_type, settings.threshold)
         self._scorers: dict[str, Scorer] = {}
         self._loading: dict[str, asyncio.Lock] = {}
+        self.budget: StrongShareBudget | None = None
+        if settings.target_strong_fraction is not None:
+            self.budget = StrongShareBudget(
+                settings.target_strong_fraction, window=settings.budget_window, min_threshold=settings.budget_min_threshold,
+                max_threshold=settings.budget_max_threshold, initial_threshold=settings.threshold,
+                warmup=min(50, settings.budget_window),
+            )
+        self.affinity: Any = None  # an AffinityStore with --affinity sticky|escalate
+        if settings.affinity != "off":
+            from .affinity import AffinityStore
+
+            self.affinity = AffinityStore(settings.affinity_max_entries, settings.affinity_ttl)
+        self.saturation = saturation  # set by the app with --load-aware
+
+    @property
+    def threshold(self) -> float:
+        """The live threshold of the default target (the budget's, with --target-strong-fraction)."""
+        return self.budget.threshold if self.budget is not None else self.default.threshold
+
+    def tier_of(self, model: str) -> int | None:
+        for index, tier in enumerate(self.tiers):
+            if tier.model == model:
+                return index
+        return None
+
+    def pinned(self, value: str) -> str | None:
+        """The model an x-switchyard-model value names: strong, weak or a tier's model; None if none."""
+        if value == STRONG:
+            return self.tiers[0].model
+        if value == WEAK:
+            return self.tiers[-1].model
+        return value if value in self._rank else None
 
     def target(self, model: Any) -> Target | None:
         """The routing target a model name asks for, or None for a real model (passthrough)."""
@@ -80,23 +150,101 @@ class Decider:
         """Load the configured router now, so a broken one stops start-up instead of the first request."""
         await self.scorer(self.default.router)
 
-    async def decide(self, target: Target, prompt: str) -> Decision:
+    async def decide(self, target: Target, prompt: str, context: Context | None = None, record: bool = True) -> Decision:
+        """The decision for ``prompt``; ``record=False`` (a dry run, /v1/route) leaves the budget and affinity as they are."""
         settings = self.settings
+        budgeted = self.budget is not None and target is self.default
+        threshold = self.budget.threshold if budgeted else target.threshold  # type: ignore[union-attr]
+        if context is not None and context.threshold is not None:
+            threshold = context.threshold
+        memory = self.affinity if context is not None and context.conversation is not None else None
+        previous = memory.get(context.conversation) if memory is not None else None  # type: ignore[union-attr]
+        if previous is not None and previous not in self._rank:
+            previous = None  # remembered under another configuration
+        if context is not None:
+            context.remembered = previous
+        if not record:
+            memory = None
+        if context is not None and context.model is not None:
+            decision = self._decision(self.tier_of(context.model), None, target.router, threshold, "override")  # type: ignore[arg-type]
+            return self._remember(memory, context, previous, decision)
+        if previous is not None and settings.affinity == "sticky":
+            return self._decision(self.tier_of(previous), None, target.router, threshold, "affinity")  # type: ignore[arg-type]
         if not prompt.strip():
             log.info("routing fell back: the request has no text to score")
-            return Decision(FALLBACK, settings.fallback_model, None, target.router, target.threshold, "empty_prompt")  # type: ignore[arg-type]
+            return Decision(FALLBACK, settings.fallback_model, None, target.router, threshold, "empty_prompt")  # type: ignore[arg-type]
         scorer = await self.scorer(target.router)
         try:
             score = await scorer.score(prompt, settings.router_timeout)
         except ScoringTimeout as exc:
             log.warning("routing fell back: %s", exc)
-            return Decision(FALLBACK, settings.fallback_model, None, target.router, target.threshold, "router_timeout")  # type: ignore[arg-type]
+            return Decision(FALLBACK, settings.fallback_model, None, target.router, threshold, "router_timeout")  # type: ignore[arg-type]
         except Exception as exc:
             log.warning("routing fell back: router %r failed: %s", target.router, exc)
-            return Decision(FALLBACK, settings.fallback_model, None, target.router, target.threshold, "router_error")  # type: ignore[arg-type]
-        if score >= target.threshold:
-            return Decision(STRONG, settings.strong_model, score, target.router, target.threshold)
-        return Decision(WEAK, settings.weak_model, score, target.router, target.threshold)
+            return Decision(FALLBACK, settings.fallback_model, None, target.router, threshold, "router_error")  # type: ignore[arg-type]
+        if budgeted and record:
+            self.budget.observe(score)  # type: ignore[union-attr]  # after taking the threshold: a score never moves its own bar
+        index = self._pick(score, threshold)
+        cause = "score"
+        if context is not None and context.threshold is not None:
+            cause = "override"
+        elif budgeted and index != self._pick(score, target.threshold):
+            cause = "budget"
+        if self.saturation is not None:
+            moved = self._off_saturated(index, score, threshold)
+            if moved != index:
+                index, cause = moved, "load"
+        if previous is not None and self._rank[previous] > self._rank[self.tiers[index].model]:  # escalate: never back down
+            index, cause = self.tier_of(previous), "affinity"  # type: ignore[assignment]
+        return self._remember(memory, context, previous, self._decision(index, score, target.router, threshold, cause))
+
+    def _decision(self, index: int, score: float | None, router: str, threshold: float, cause: str) -> Decision:
+        last = len(self.tiers) - 1
+        label = STRONG if index == 0 else WEAK if index == last else MIDDLE
+        return Decision(label, self.tiers[index].model, score, router, threshold, None, cause, index)
+
+    def _remember(self, memory: Any, context: Context | None, previous: str | None, decision: Decision) -> Decision:
+        """Keep the conversation's model: its first one (sticky) or its strongest so far (escalate)."""
+        if memory is not None and context is not None and context.conversation is not None:
+            from .affinity import apply_affinity
+
+            model, _ = apply_affinity(self.settings.affinity, previous, decision.model, self._rank.__getitem__)  # type: ignore[arg-type]
+            memory.put(context.conversation, model)
+        return decision
+
+    def _pick(self, score: float, threshold: float) -> int:
+        """The strongest tier whose cut-point the score reaches (the top cut-point is ``threshold``)."""
+        if score >= threshold:
+            return 0
+        tiers = self.tiers
+        for index in range(1, len(tiers) - 1):
+            if score >= min(tiers[index].cut, threshold):
+                return index
+        return len(tiers) - 1
+
+    def _cut(self, index: int, threshold: float) -> float:
+        """The lowest score that reaches tier ``index``."""
+        if index == 0:
+            return threshold
+        if index == len(self.tiers) - 1:
+            return 0.0
+        return min(self.tiers[index].cut, threshold)
+
+    def _off_saturated(self, index: int, score: float, threshold: float) -> int:
+        """With --load-aware: a score within the margin of its tier's edge moves to the neighbouring
+        tier when its own pool is saturated and the neighbour's is not."""
+        saturated = self.saturation
+        assert saturated is not None
+        if saturated(self.tiers[index].model) is None:
+            return index
+        margin = self.settings.load_margin
+        below = index + 1
+        if below < len(self.tiers) and score - self._cut(index, threshold) < margin and saturated(self.tiers[below].model) is None:
+            return below
+        above = index - 1
+        if above >= 0 and self._cut(above, threshold) - score <= margin and saturated(self.tiers[above].model) is None:
+            return above
+        return index
 
     async def scorer(self, name: str) -> Scorer:
         """The scorer of router ``name``, loaded once (off the loop) and cached."""

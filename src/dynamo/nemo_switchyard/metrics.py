@@ -125,6 +125,40 @@ class Metrics:
             "Estimated saving of routed requests against the strong model (strong-model cost minus actual; at least 0 per request).",
             registry=r,
         )
+        # -- routing beyond one threshold (issue: tiers, affinity, budget, load) --
+        self.reasons = _CachedLabels(
+            Counter("switchyard_decision_reasons", "Routed requests by the reason for their model: score, budget, load, affinity, "
+                    "override, fallback, passthrough.", ["reason"], registry=r)
+        )
+        self.tiers = _CachedLabels(
+            Counter("switchyard_tier_requests", "Routed requests by tier (0 = strongest) and model.", ["tier", "model"], registry=r)
+        )
+        self.threshold = Gauge(
+            "switchyard_threshold", "The live threshold (top cut-point); it moves with --target-strong-fraction.",
+            registry=r, multiprocess_mode="mostrecent",
+        )
+        self.affinity_lookups = _CachedLabels(
+            Counter("switchyard_affinity_lookups", "Conversation lookups: hit (a model remembered) or miss.", ["result"], registry=r)
+        )
+        self.affinity_evictions = _CachedLabels(
+            Counter("switchyard_affinity_evictions", "Conversations forgotten: lru (memory full) or ttl (idle too long).", ["kind"], registry=r)
+        )
+        self.affinity_entries = Gauge(
+            "switchyard_affinity_conversations", "Conversations remembered (per process; summed over workers).",
+            registry=r, multiprocess_mode="livesum",
+        )
+        self.backend_queue = _CachedLabels(
+            Gauge("switchyard_backend_queued_requests", "Queued requests per model, read from the backend's metrics (--load-aware).",
+                  ["model"], registry=r, multiprocess_mode="mostrecent")
+        )
+        self.backend_ttft = _CachedLabels(
+            Gauge("switchyard_backend_ttft_p90_seconds", "Recent time-to-first-token p90 per model, from the backend's metrics (--load-aware).",
+                  ["model"], registry=r, multiprocess_mode="mostrecent")
+        )
+        self.backend_saturated = _CachedLabels(
+            Gauge("switchyard_backend_saturated", "1 while a model's pool is past the --load-max-* limits.", ["model"],
+                  registry=r, multiprocess_mode="mostrecent")
+        )
         self.started = time.time()
 
     def exposition(self) -> bytes:
@@ -146,7 +180,7 @@ class Metrics:
         """The routing counters, histograms, tokens and cost as JSON-ready data (for /stats and /dashboard).
         Histograms are cumulative bucket counts, as in Prometheus: rates and quantiles come from deltas."""
         samples = self._samples()
-        by_decision = {"strong": 0, "weak": 0, "fallback": 0, "passthrough": 0}
+        by_decision = {"strong": 0, "middle": 0, "weak": 0, "fallback": 0, "passthrough": 0}
         total = errors = 0
         counts: dict[tuple[str, str], float] = {}
         for labels, value in samples.get("switchyard_requests_total", []):
@@ -158,7 +192,7 @@ class Metrics:
                 by_decision[decision] += int(value)
             if not status.isdigit() or int(status) >= 400:
                 errors += int(value)
-        routed = by_decision["strong"] + by_decision["weak"]
+        routed = by_decision["strong"] + by_decision["middle"] + by_decision["weak"]
         tokens: dict[str, dict[str, int]] = {}
         for labels, value in samples.get("switchyard_tokens_total", []):
             tokens.setdefault(labels["model"], {"input": 0, "output": 0})[labels["kind"]] = int(value)
@@ -174,6 +208,13 @@ class Metrics:
             "uptime_seconds": round(time.time() - self.started, 3),
             "in_flight": int(_total(samples, "switchyard_in_flight_requests")),
             "fallback_reasons": _by_label(samples, "switchyard_fallbacks_total", "reason"),
+            "reasons": _by_label(samples, "switchyard_decision_reasons_total", "reason"),
+            "tier_requests": _by_label(samples, "switchyard_tier_requests_total", "model"),
+            "affinity": {
+                **{result: count for result, count in _by_label(samples, "switchyard_affinity_lookups_total", "result").items()},
+                "evictions": _by_label(samples, "switchyard_affinity_evictions_total", "kind"),
+                "conversations": int(_total(samples, "switchyard_affinity_conversations")),
+            },
             "upstream_errors": _by_label(samples, "switchyard_upstream_errors_total", "kind"),
             "scores": _histogram(samples, "switchyard_router_score"),
             "routing_latency": _histogram(samples, "switchyard_routing_latency_seconds"),

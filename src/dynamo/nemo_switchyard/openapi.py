@@ -137,10 +137,16 @@ OPENAPI: dict[str, Any] = {
                                     "required": ["model", "decision"],
                                     "properties": {
                                         "model": {"type": "string"},
-                                        "decision": {"type": "string", "enum": ["strong", "weak", "fallback", "passthrough"]},
+                                        "decision": {"type": "string", "enum": ["strong", "middle", "weak", "fallback", "passthrough"]},
                                         "score": {"type": "number", "nullable": True},
                                         "router": {"type": "string", "nullable": True},
                                         "threshold": {"type": "number", "nullable": True},
+                                        "reason": {
+                                            "type": "string",
+                                            "enum": ["score", "budget", "load", "affinity", "override", "fallback", "passthrough"],
+                                        },
+                                        "tier": {"type": "integer", "nullable": True},
+                                        "fallback_reason": {"type": "string"},
                                     },
                                 }
                             }
@@ -156,6 +162,7 @@ OPENAPI: dict[str, Any] = {
         "/metrics": _own("Prometheus metrics", {"type": "string"}, 401, media="text/plain"),
         "/stats": _own("Counters as JSON", {"type": "object"}, 401),
         "/openapi.json": _own("This description", {"type": "object"}),
+        "/dashboard": _own("A live dashboard page (HTML)", {"type": "string"}, 401, media="text/html"),
     },
     "components": {
         "schemas": {
