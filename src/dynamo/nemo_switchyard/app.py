@@ -20,6 +20,7 @@ from . import __version__, body as bodies
 from .auth import Authenticator, unsafe_target
 from .config import Settings
 from .cost import Price, Pricing
+from .affinity import conversation_key
 from .decision import FALLBACK, PASSTHROUGH, Context, Decider, Decision, RoutingRequestError
 from .errors import ERROR_SOURCE, error_body
 from .logs import PROMPT_LOG_LIMIT, REQUEST_ID, REQUEST_ID_HEADER, access_log, new_request_id, valid_request_id
@@ -104,6 +105,8 @@ class App:
         self.load: Any = None  # the backend's load, with --load-aware (see load.py)
         self._session_header = settings.session_header.lower().encode("latin-1") if settings.session_header else None
         self._contextual = settings.affinity != "off" or settings.allow_threshold_header or settings.allow_model_header
+        self._saturated_models: set[str] = set()
+        self._affinity_seen: dict[str, int] = {}
         self.upstream = Upstream(
             settings.backend_url,
             connect_timeout=settings.connect_timeout,
@@ -136,6 +139,13 @@ class App:
     async def startup(self, check_backend: bool = True) -> None:
         """Load the router (a broken one stops start-up) and check the backend in the background."""
         await self.decider.start()
+        settings = self.settings
+        if settings.load_aware:
+            from .load import BackendLoad
+
+            self.load = BackendLoad(settings.load_metrics_url or settings.backend_url + "/metrics", settings.load_interval)
+            self.load.start()
+            self.decider.saturation = self._saturated
         unpriced = [m for m in self.settings.served_models if self.pricing.enabled and m not in self.settings.prices]
         if unpriced:
             log.warning("--prices has no price for %s: their cost and saving are not counted", ", ".join(map(repr, unpriced)))
@@ -143,6 +153,8 @@ class App:
             asyncio.get_running_loop().create_task(self._check_backend())
 
     async def shutdown(self) -> None:
+        if self.load is not None:
+            await self.load.aclose()
         await self.decider.aclose()
         await self.upstream.aclose()
         if self.tracing is not None:
@@ -316,13 +328,45 @@ class App:
             send_error(responder, status, message, code)
         return None
 
+    def _saturated(self, model: str) -> str | None:
+        """--load-aware: why ``model``'s pool is past the limits, or None (logged when it changes)."""
+        settings = self.settings
+        why = self.load.saturated(model, settings.load_max_queue, settings.load_max_ttft)
+        if (why is None) != (model not in self._saturated_models):
+            if why is None:
+                self._saturated_models.discard(model)
+                log.info("backend pool of %s is no longer saturated", model)
+            else:
+                self._saturated_models.add(model)
+                log.warning("backend pool of %s is saturated (%s): borderline prompts move to a neighbouring tier", model, why)
+        return why
+
+    def _sync_metrics(self) -> None:
+        """Gauges read at scrape time: the live threshold, the conversation memory, the backend's load."""
+        metrics, decider = self.metrics, self.decider
+        metrics.threshold.set(decider.threshold)
+        memory = decider.affinity
+        if memory is not None:
+            counters = memory.counters()
+            for kind, name in (("lru", "evictions"), ("ttl", "expirations")):
+                seen = self._affinity_seen.get(kind, 0)
+                if counters[name] > seen:
+                    metrics.affinity_evictions.labels(kind).inc(counters[name] - seen)
+                    self._affinity_seen[kind] = counters[name]
+            metrics.affinity_entries.set(len(memory))
+        if self.load is not None:
+            for model in self.settings.served_models:
+                load = self.load.load(model)
+                metrics.backend_queue.labels(model).set(load.queued if load is not None and load.queued is not None else float("nan"))
+                ttft = load.ttft_p90 if load is not None and load.ttft_p90 is not None else float("nan")
+                metrics.backend_ttft.labels(model).set(ttft)
+                metrics.backend_saturated.labels(model).set(1 if self._saturated(model) else 0)
+
     def _context(self, request: Request, endpoint: Endpoint, body: dict[str, Any]) -> Context:
         """The request's conversation and its own controls (x-switchyard-threshold / -model, when allowed)."""
         settings = self.settings
         context = Context()
         if self.decider.affinity is not None:
-            from .affinity import conversation_key
-
             found = conversation_key(request.header, self._session_header, body, endpoint)
             if found is not None:
                 context.conversation = found[0]
@@ -573,9 +617,11 @@ class App:
         responder.send(200, dashboard.headers(), body)
 
     async def metrics_page(self, request: Request, responder: Responder) -> None:
+        self._sync_metrics()
         responder.send(200, [(b"Content-Type", CONTENT_TYPE.encode())], self.metrics.exposition())
 
     async def stats(self, request: Request, responder: Responder) -> None:
+        self._sync_metrics()
         settings = self.settings
         decider = self.decider
         extra = {
@@ -587,13 +633,27 @@ class App:
             "tiers": [{"tier": i, "model": tier.model, "cut_point": decider.threshold if i == 0 else tier.cut}
                       for i, tier in enumerate(decider.tiers)],
             "affinity_mode": settings.affinity,
-            "load": self.load.snapshot() if self.load is not None else None,
+            "load": self._load_stats(),
             # this process's own figures, for leak checks (bench/soak.py)
             "tasks": len(asyncio.all_tasks()),
             "backend_connections": self.upstream.open_connections,
             "priced": self.pricing.enabled,
         }
         self._json(responder, self.metrics.stats(extra))
+
+    def _load_stats(self) -> dict[str, Any] | None:
+        if self.load is None:
+            return None
+        models = {}
+        for model in self.settings.served_models:
+            load = self.load.load(model)
+            models[model] = {
+                "queued": load.queued if load is not None else None,
+                "inflight": load.inflight if load is not None else None,
+                "ttft_p90": load.ttft_p90 if load is not None else None,
+                "saturated": model in self._saturated_models,
+            }
+        return {"state": self.load.state, "url": self.load.url, "models": models}
 
     async def _check_backend(self) -> None:
         """Warn about the most common setup mistake: model names the backend does not serve."""

@@ -6,10 +6,12 @@ arrival order (a ring buffer) and in sorted order (a list kept with ``bisect``),
 puts the threshold at the (1 - target) quantile of the window, clamped to
 ``[min_threshold, max_threshold]``.
 
-Cost, measured on the 2-core dev machine (CPython 3.11, ``timeit``): ``threshold`` +
-``observe`` together take about 1 µs per request at window 1000 and about 2 µs at
-10 000; insertion and removal move memory in C (``list.insert`` / ``del``), which only
-dominates past ~100 000 entries. Recomputing every k observations was not needed.
+Cost, measured on the shared 2-core dev machine (CPython 3.11, ``timeit``, best of 5):
+``threshold`` + ``observe`` together take 1.5-2.5 µs per request at window 1000, 3-5 µs
+at 10 000 and 23-32 µs at 100 000, where moving the sorted list's memory on insert and
+delete (``list.insert`` / ``del``, O(n) memmove in C) dominates; keep the window at or
+below ~20 000. The threshold is recomputed lazily (once per observe, O(log n) with
+ties, O(1) without), so recomputing only every k observations would gain nothing.
 
 Order matters: the decision for a request uses the threshold *before* its own score
 is observed, so a score never moves the bar it is compared with (``step`` does both in

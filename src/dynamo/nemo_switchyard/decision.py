@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .affinity import AffinityStore, apply_affinity
 from .budget import StrongShareBudget
 from .config import Settings, Tier
 from .routers import registry
@@ -102,10 +103,8 @@ class Decider:
                 max_threshold=settings.budget_max_threshold, initial_threshold=settings.threshold,
                 warmup=min(50, settings.budget_window),
             )
-        self.affinity: Any = None  # an AffinityStore with --affinity sticky|escalate
+        self.affinity: AffinityStore | None = None  # with --affinity sticky|escalate
         if settings.affinity != "off":
-            from .affinity import AffinityStore
-
             self.affinity = AffinityStore(settings.affinity_max_entries, settings.affinity_ttl)
         self.saturation = saturation  # set by the app with --load-aware
 
@@ -203,11 +202,9 @@ class Decider:
         label = STRONG if index == 0 else WEAK if index == last else MIDDLE
         return Decision(label, self.tiers[index].model, score, router, threshold, None, cause, index)
 
-    def _remember(self, memory: Any, context: Context | None, previous: str | None, decision: Decision) -> Decision:
+    def _remember(self, memory: AffinityStore | None, context: Context | None, previous: str | None, decision: Decision) -> Decision:
         """Keep the conversation's model: its first one (sticky) or its strongest so far (escalate)."""
         if memory is not None and context is not None and context.conversation is not None:
-            from .affinity import apply_affinity
-
             model, _ = apply_affinity(self.settings.affinity, previous, decision.model, self._rank.__getitem__)  # type: ignore[arg-type]
             memory.put(context.conversation, model)
         return decision
