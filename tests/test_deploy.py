@@ -24,7 +24,7 @@ import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import pytest
@@ -33,6 +33,7 @@ import yaml
 from dynamo.nemo_switchyard import __version__, auth
 from dynamo.nemo_switchyard.cli import build_parser, settings_from_args
 from dynamo.nemo_switchyard.config import ConfigError, Settings
+from dynamo.nemo_switchyard.decision import DECISIONS, REASONS
 from dynamo.nemo_switchyard.openapi import OPENAPI
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -630,20 +631,37 @@ def _promql(expression: str) -> str:
     return re.sub(r"\$\{?\w+\}?", ".*", expression)
 
 
-def _selectors(expression: str, where: str) -> list[tuple[str, bool]]:
-    """(metric name, aggregated?) for every vector selector of a PromQL expression."""
+class _Selector(NamedTuple):
+    """One vector selector of a PromQL expression."""
+
+    name: str
+    aggregations: tuple[str, ...]  # the aggregation operators around it, outermost first ("sum", "max", ...)
+    matchers: tuple[tuple[str, str, str], ...]  # (label, operator: = != =~ !~, value)
+
+
+_MATCH_OPS = {"MatchOp.Equal": "=", "MatchOp.NotEqual": "!=", "MatchOp.Re": "=~", "MatchOp.NotRe": "!~"}
+
+
+def _vector_selectors(expression: str, where: str) -> list[_Selector]:
+    """Every vector selector of a PromQL expression, with the aggregations around it and its label matchers."""
     promql = _require("promql_parser")
     try:
         tree = promql.parse(_promql(expression))
     except ValueError as exc:  # promql_parser reports syntax errors as ValueError
         pytest.fail(f"{where}: PromQL does not parse: {exc}\n{expression}")
-    found: list[tuple[str, bool]] = []
+    found: list[_Selector] = []
     stack: list[Any] = []
 
     def enter(node: Any) -> bool:
         stack.append(node)
         if isinstance(node, promql.VectorSelector):
-            found.append((node.name, any(isinstance(outer, promql.AggregateExpr) for outer in stack)))
+            aggregations = tuple(str(outer.op) for outer in stack if isinstance(outer, promql.AggregateExpr))
+            matchers = tuple(
+                (matcher.name, _MATCH_OPS[str(matcher.op)], matcher.value)
+                for matcher in node.matchers.matchers
+                if matcher.name != "__name__"
+            )
+            found.append(_Selector(node.name, aggregations, matchers))
         return True
 
     def leave(node: Any) -> bool:
@@ -652,6 +670,11 @@ def _selectors(expression: str, where: str) -> list[tuple[str, bool]]:
 
     promql.walk(tree, enter, leave)
     return found
+
+
+def _selectors(expression: str, where: str) -> list[tuple[str, bool]]:
+    """(metric name, aggregated?) for every vector selector of a PromQL expression."""
+    return [(selector.name, bool(selector.aggregations)) for selector in _vector_selectors(expression, where)]
 
 
 def _dashboard() -> dict[str, Any]:
@@ -698,8 +721,73 @@ def test_dashboard_reads_only_metrics_switchyard_exposes() -> None:
         "switchyard_cost_usd_total",
         "switchyard_strong_cost_usd_total",
         "switchyard_savings_usd_total",
+        # the routing policy: reasons, tiers, the live threshold, conversation affinity, backend load
+        "switchyard_decision_reasons_total",
+        "switchyard_tier_requests_total",
+        "switchyard_threshold",
+        "switchyard_affinity_lookups_total",
+        "switchyard_affinity_evictions_total",
+        "switchyard_affinity_conversations",
+        "switchyard_backend_queued_requests",
+        "switchyard_backend_ttft_p90_seconds",
+        "switchyard_backend_saturated",
     }
     assert wanted <= families, f"the dashboard does not show {sorted(wanted - families)}"
+
+
+def _dashboard_selectors() -> Iterator[tuple[str, _Selector]]:
+    """(where, selector) for every vector selector in the dashboard's panels."""
+    for panel in _panels(_dashboard()):
+        for target in panel.get("targets", []):
+            where = f"panel {panel['title']!r} target {target['refId']}"
+            for selector in _vector_selectors(target["expr"], where):
+                yield where, selector
+
+
+# Gauges that are not shares of the fleet's work: every replica reports its own threshold, and a copy of
+# the same backend-wide load it polled. Summed over pods they would be N times too large.
+NOT_SUMMED_OVER_PODS = {
+    "switchyard_threshold",
+    "switchyard_backend_queued_requests",
+    "switchyard_backend_ttft_p90_seconds",
+    "switchyard_backend_saturated",
+}
+# The label values switchyard writes (decision.py; "rejected" and the affinity results and kinds: app.py).
+LABEL_VALUES = {
+    ("switchyard_requests_total", "decision"): {*DECISIONS, "rejected"},
+    ("switchyard_decision_reasons_total", "reason"): set(REASONS),
+    ("switchyard_affinity_lookups_total", "result"): {"hit", "miss"},
+    ("switchyard_affinity_evictions_total", "kind"): {"lru", "ttl"},
+}
+
+
+def test_dashboard_aggregates_replica_gauges_without_summing() -> None:
+    """The threshold and the backend's load are taken with max, min or avg over pods, never summed."""
+    seen = set()
+    for where, selector in _dashboard_selectors():
+        if selector.name in NOT_SUMMED_OVER_PODS:
+            seen.add(selector.name)
+            assert selector.aggregations and selector.aggregations[-1] in ("max", "min", "avg"), (
+                f"{where}: {selector.name} is per replica or a copy of the backend's value on every replica: "
+                f"aggregate it with max, min or avg by (...), not {selector.aggregations or 'nothing'}"
+            )
+    assert seen == NOT_SUMMED_OVER_PODS, f"the dashboard does not show {sorted(NOT_SUMMED_OVER_PODS - seen)}"
+
+
+def test_dashboard_label_values_exist() -> None:
+    """Matchers on decision, reason, result and kind name values switchyard writes; a strong share counts middle tiers."""
+    for where, selector in _dashboard_selectors():
+        for label, operator, value in selector.matchers:
+            allowed = LABEL_VALUES.get((selector.name, label))
+            if allowed is None:
+                continue
+            if operator in ("=~", "!~"):
+                assert re.fullmatch(r"\w+(\|\w+)*", value), f"{where}: {label}{operator}{value!r}: list the values as a|b|c"
+            values = set(value.split("|")) if operator in ("=~", "!~") else {value}
+            unknown = sorted(values - allowed)
+            assert not unknown, f"{where}: {selector.name} has no {label} {unknown}; it has {sorted(allowed)}"
+            if label == "decision" and {"strong", "weak"} <= values:
+                assert "middle" in values, f"{where}: routed requests are strong + middle + weak (--tier), as /stats counts them"
 
 
 def test_dashboard_model() -> None:
