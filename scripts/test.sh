@@ -8,6 +8,7 @@ scripts/setup_dynamo.sh
 scripts/setup_routellm.sh
 scripts/setup_browser.sh  # Chromium (Debian's package) for the dashboard's browser test
 export SWITCHYARD_REQUIRE_DYNAMO=1 SWITCHYARD_REQUIRE_BROWSER=1
+scripts/audit.sh  # known vulnerabilities in .venv's packages (a WARNING lists those no database could check)
 # The whole suite in the base install (no torch, no RouteLLM: those tests check the install
 # hint), then RouteLLM's routers in their own environment with the "routellm" extra.
 .venv/bin/python -m pytest -p no:cacheprovider "$@"
