@@ -56,7 +56,10 @@ ask "simple prompt" true "$simple"
 ask "hard prompt" false "$hard"
 ask "hard prompt" true "$hard"
 echo
-echo "routing counters: $(curl -s "$url/stats")"
+# The headline counters of /stats (it also holds histograms, tokens and cost: see /dashboard).
+curl -s "$url/stats" | .venv/bin/python -c 'import json, sys; s = json.load(sys.stdin)
+print("routing counters:", json.dumps({k: s[k] for k in ("total", "strong", "weak", "fallback", "strong_fraction", "reasons", "tokens")}))'
+echo "dashboard: $url/dashboard (with --serve)"
 
 if [[ "${1:-}" == "--serve" ]]; then
   echo "serving on $url (Ctrl-C stops switchyard and Dynamo)"

@@ -229,6 +229,8 @@ procs_free_port() {
 # procs_port_free HOST PORT: succeed when HOST:PORT can be bound now.
 procs_port_free() {
   [[ -n "${PROCS_DRY_RUN:-}" ]] && return 0
-  "$(_procs_python)" -c 'import socket,sys; s=socket.socket(); s.bind((sys.argv[1], int(sys.argv[2]))); s.close()' \
+  # SO_REUSEADDR as the servers set it: a port whose only users are connections in TIME_WAIT
+  # (e.g. the previous run's) is free; one with a listener is not.
+  "$(_procs_python)" -c 'import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind((sys.argv[1], int(sys.argv[2]))); s.close()' \
     "$1" "$2" 2>/dev/null
 }
