@@ -568,3 +568,13 @@ def test_load_aware_needs_a_limit():
 
     with pytest.raises(ConfigError, match="--load-aware needs a limit"):
         _settings(load_aware=True)
+
+
+def test_a_threshold_override_beats_sticky_affinity(monkeypatch):
+    decider = _decider_with(FixedRouter(0.4), monkeypatch, affinity="sticky")
+    contexts = [decision_module.Context(conversation="c"), decision_module.Context(conversation="c", threshold=0.3),
+                decision_module.Context(conversation="c")]
+    first, overridden, later = _decide_all(decider, 3, contexts.__getitem__)
+    assert (first.model, first.reason) == ("small", "score")
+    assert (overridden.model, overridden.reason) == ("big", "override")  # the request's own threshold wins
+    assert (later.model, later.reason) == ("small", "affinity")  # the conversation keeps its first model

@@ -167,7 +167,8 @@ class Decider:
         if context is not None and context.model is not None:
             decision = self._decision(self.tier_of(context.model), None, target.router, threshold, "override")  # type: ignore[arg-type]
             return self._remember(memory, context, previous, decision)
-        if previous is not None and settings.affinity == "sticky":
+        overridden = context is not None and context.threshold is not None
+        if previous is not None and settings.affinity == "sticky" and not overridden:
             return self._decision(self.tier_of(previous), None, target.router, threshold, "affinity")  # type: ignore[arg-type]
         if not prompt.strip():
             log.info("routing fell back: the request has no text to score")
@@ -185,7 +186,7 @@ class Decider:
             self.budget.observe(score)  # type: ignore[union-attr]  # after taking the threshold: a score never moves its own bar
         index = self._pick(score, threshold)
         cause = "score"
-        if context is not None and context.threshold is not None:
+        if overridden:
             cause = "override"
         elif budgeted and index != self._pick(score, target.threshold):
             cause = "budget"
@@ -193,7 +194,8 @@ class Decider:
             moved = self._off_saturated(index, score, threshold)
             if moved != index:
                 index, cause = moved, "load"
-        if previous is not None and self._rank[previous] > self._rank[self.tiers[index].model]:  # escalate: never back down
+        if previous is not None and settings.affinity == "escalate" and self._rank[previous] > self._rank[self.tiers[index].model]:
+            # escalate: never back down
             index, cause = self.tier_of(previous), "affinity"  # type: ignore[assignment]
         return self._remember(memory, context, previous, self._decision(index, score, target.router, threshold, cause))
 
