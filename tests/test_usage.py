@@ -104,3 +104,21 @@ def test_tap_complete_when_the_body_fits():
     assert tap.complete
     assert read_usage(tap.tail(), JSON, None, tap.complete) == Usage(1, 1)
     assert read_usage(tap.tail(), JSON, None, complete=False) is None
+
+
+def test_only_the_usage_object_is_parsed_nested_details_and_escaped_keys():
+    body = (
+        b'{"choices": [{"message": {"content": "the \\"usage\\": {\\"prompt_tokens\\": 99} of words"}}],\n'
+        b' "usage" : {"prompt_tokens": 5, "completion_tokens": 6, "prompt_tokens_details": {"cached_tokens": 1},'
+        b' "completion_tokens_details": {"reasoning_tokens": 2}}}'
+    )
+    assert read_usage(body, JSON) == Usage(5, 6)
+    only_in_text = b'{"choices": [{"message": {"content": "\\"usage\\": {\\"prompt_tokens\\": 99}"}}]}'
+    assert read_usage(only_in_text, JSON) is None
+    assert read_usage(b'{"usage": {"prompt_tokens": 5, "completion_tokens": 6', JSON) is None  # cut short
+
+
+def test_long_answers_are_not_parsed_whole():
+    text = "x" * 1_000_000
+    body = orjson.dumps({"choices": [{"message": {"content": text}}], "usage": {"prompt_tokens": 1, "completion_tokens": 2}})
+    assert read_usage(body, JSON) == Usage(1, 2)

@@ -12,12 +12,15 @@ of a relayed body (the client's copy is written first and never altered), and
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections import deque
 from typing import Any, NamedTuple
 
 import orjson
 
+_MAX_NESTING = 8  # closing braces tried for the usage object
+_USAGE_KEY = re.compile(rb'"usage"\s*:\s*(?=\{)')  # the key, up to its object's opening brace
 TAIL_BYTES = 64 * 1024  # enough for the last events of any stream; a responses stream's final event repeats the output
 
 
@@ -61,21 +64,44 @@ class Tap:
 
 def read_usage(body: bytes, content_type: bytes | None, content_encoding: bytes | None = None, complete: bool = True) -> Usage | None:
     """The usage in a response body (or the tail of a stream), or None when it has none."""
-    if b"text/event-stream" in (content_type or b"").lower():
+    if content_type is not None and b"event-stream" in content_type.lower():
         return _from_stream(body)
     if not complete:
         return None
-    body = _decoded(body, content_encoding)
-    if body is None or b'"usage"' not in body:
-        return None
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(data, dict):
-        return None
-    found = _counts(data.get("usage"))
+    if content_encoding is not None:
+        body = _decoded(body, content_encoding)  # type: ignore[assignment]
+        if body is None:
+            return None
+    found = _counts(_usage_object(body))
     return Usage(found[0] or 0, found[1] or 0) if found != (None, None) else None
+
+
+def _usage_object(body: bytes) -> Any:
+    """The value of the last ``"usage"`` key of a JSON body, parsed alone.
+
+    Answers put ``usage`` after the generated text, and parsing a whole answer (which may be
+    long) on every request showed in profiles; the usage object is small. A ``"usage"`` inside
+    a string is escaped (``\\"usage\\"``) and skipped; the object may nest one level
+    (``prompt_tokens_details``), so the candidate ends are tried in turn.
+    """
+    index = body.rfind(b'"usage"')
+    while index > 0 and body[index - 1] == 0x5C:  # \"usage\" inside a string
+        index = body.rfind(b'"usage"', 0, index)
+    if index < 0:
+        return None
+    key = _USAGE_KEY.match(body, index)
+    if key is None:
+        return None
+    start = key.end()
+    end = body.find(b"}", start)
+    for _ in range(_MAX_NESTING):
+        if end < 0:
+            return None
+        try:
+            return orjson.loads(body[start:end + 1])
+        except orjson.JSONDecodeError:
+            end = body.find(b"}", end + 1)
+    return None
 
 
 def _decoded(body: bytes, content_encoding: bytes | None) -> bytes | None:
