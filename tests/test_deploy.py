@@ -713,6 +713,7 @@ def test_dashboard_reads_only_metrics_switchyard_exposes() -> None:
         "switchyard_router_score",
         "switchyard_routing_latency_seconds",
         "switchyard_upstream_ttfb_seconds",
+        "switchyard_upstream_ttft_seconds",
         "switchyard_upstream_duration_seconds",
         "switchyard_upstream_errors_total",
         "switchyard_fallbacks_total",

@@ -61,6 +61,10 @@ def test_tokens_cost_and_saving_from_bodies_and_stream_tails(priced, reset_backe
 
     got = stats(base)
     assert got["tokens"] == {"strong-model": {"input": 7, "output": 3}, "weak-model": {"input": 21, "output": 12 + 3 + 3}}
+    # Time to first token: only the streamed answer has one (the JSON answers arrive whole).
+    assert {model: h["count"] for model, h in got["upstream_ttft"].items()} == {"weak-model": 1}
+    ttft, duration = got["upstream_ttft"]["weak-model"]["sum"], got["upstream_duration"]["weak-model"]["sum"]
+    assert 0 < ttft < duration
     strong_cost = (7 * 10 + 3 * 30) / 1e6
     weak_cost = (21 * 1 + 18 * 2) / 1e6
     weak_routed = (14 * 1 + 15 * 2) / 1e6  # the two routed weak answers (not the passthrough)

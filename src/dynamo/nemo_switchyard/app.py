@@ -524,6 +524,8 @@ class App:
             return
         outcome.record(exchange.status)
         if tap is not None:
+            if tap.first_at is not None:
+                self.metrics.upstream_ttft.labels(outcome.model).observe(tap.first_at - outcome.started)
             usage = read_usage(tap.tail(), exchange.header(b"content-type"), exchange.header(b"content-encoding"), tap.complete)
             self._account(outcome, usage)
         responder.end()

@@ -89,6 +89,13 @@ class Metrics:
         self.upstream_ttfb = _CachedLabels(
             Histogram("switchyard_upstream_ttfb_seconds", "Backend time to response headers.", ["model"], buckets=_UPSTREAM_BUCKETS, registry=r)
         )
+        self.upstream_ttft = _CachedLabels(
+            Histogram(
+                "switchyard_upstream_ttft_seconds",
+                "Backend time to the first body chunk of a streamed routed answer (time to first token, as the client sees it).",
+                ["model"], buckets=_UPSTREAM_BUCKETS, registry=r,
+            )
+        )
         self.upstream_duration = _CachedLabels(
             Histogram(
                 "switchyard_upstream_duration_seconds", "Backend time to the end of the body.", ["model"], buckets=_UPSTREAM_BUCKETS, registry=r
@@ -219,6 +226,7 @@ class Metrics:
             "scores": _histogram(samples, "switchyard_router_score"),
             "routing_latency": _histogram(samples, "switchyard_routing_latency_seconds"),
             "upstream_ttfb": _histograms_by(samples, "switchyard_upstream_ttfb_seconds", "model"),
+            "upstream_ttft": _histograms_by(samples, "switchyard_upstream_ttft_seconds", "model"),
             "upstream_duration": _histograms_by(samples, "switchyard_upstream_duration_seconds", "model"),
             "tokens": tokens,
             "cost": {

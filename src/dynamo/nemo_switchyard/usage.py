@@ -13,6 +13,7 @@ of a relayed body (the client's copy is written first and never altered), and
 from __future__ import annotations
 
 import re
+import time
 import zlib
 from collections import deque
 from typing import Any, NamedTuple
@@ -32,7 +33,7 @@ class Usage(NamedTuple):
 class Tap:
     """A body sink that passes every chunk on unchanged and remembers the last ``limit`` bytes."""
 
-    __slots__ = ("_sink", "_chunks", "_size", "_limit", "total")
+    __slots__ = ("_sink", "_chunks", "_size", "_limit", "total", "first_at")
 
     def __init__(self, sink: Any, limit: int = TAIL_BYTES) -> None:
         self._sink = sink
@@ -40,9 +41,12 @@ class Tap:
         self._size = 0
         self._limit = limit
         self.total = 0
+        self.first_at: float | None = None  # perf_counter() at the first chunk: time to first token
 
     def write(self, data: bytes) -> None:
         self._sink.write(data)
+        if self.first_at is None:
+            self.first_at = time.perf_counter()
         chunks = self._chunks
         chunks.append(data)
         self._size += len(data)
