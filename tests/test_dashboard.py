@@ -32,7 +32,7 @@ from processes import ROOT, http_get, http_request
 from dynamo.nemo_switchyard import dashboard
 
 PRICES = json.dumps({"strong-model": {"input": 3, "output": 15}, "weak-model": [0.2, 0.6]})
-CHARTS = ("rate", "share", "scores", "errors", "routing-latency", "ttfb", "duration", "cost")
+CHARTS = ("rate", "share", "scores", "errors", "routing-latency", "ttfb", "ttft", "duration", "cost")
 KEY = "sk-dashboard-test-key-0123456789"
 UPDATE_SCREENSHOT = os.environ.get("SWITCHYARD_UPDATE_SCREENSHOT") == "1"  # also write docs/dashboard.png
 # Each chart's data-points, once every chart (but cost when unpriced) draws data and the page is live.
