@@ -581,8 +581,7 @@ class App:
         settings = self.settings
         virtual = {
             "id": settings.virtual_model_name, "object": "model", "created": 0, "owned_by": "switchyard",
-            "tiers": [{"tier": i, "model": tier.model, "cut_point": self.decider.threshold if i == 0 else tier.cut}
-                      for i, tier in enumerate(self.decider.tiers)],
+            "tiers": self.decider.tier_table(),
         }
         backend = await self.upstream.models()
         if backend is None:
@@ -632,8 +631,7 @@ class App:
             "configured_threshold": settings.threshold,
             "target_strong_fraction": settings.target_strong_fraction,
             "models": {"strong": settings.strong_model, "weak": settings.weak_model, "fallback": settings.fallback_model},
-            "tiers": [{"tier": i, "model": tier.model, "cut_point": decider.threshold if i == 0 else tier.cut}
-                      for i, tier in enumerate(decider.tiers)],
+            "tiers": decider.tier_table(),
             "affinity_mode": settings.affinity,
             "load": self._load_stats(),
             # this process's own figures, for leak checks (bench/soak.py)

@@ -7,6 +7,7 @@ so a setting exists exactly once.
 
 from __future__ import annotations
 
+import json
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,17 +189,7 @@ class Settings(BaseSettings):
     @field_validator("api_key", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
-        if isinstance(value, str):  # the environment or a config-file string: a JSON list or comma-separated
-            text = value.strip()
-            if text.startswith("["):
-                import json
-
-                try:
-                    return json.loads(text)
-                except ValueError:
-                    raise ValueError("is not a valid JSON list of keys") from None
-            return [key.strip() for key in text.split(",") if key.strip()]
-        return value
+        return _json_or_commas(value, ("[",), "is not a valid JSON list of keys")
 
     @field_validator("api_key")
     @classmethod
@@ -247,12 +238,7 @@ class Settings(BaseSettings):
     @classmethod
     def _price_pairs(cls, value: Any) -> Any:
         if isinstance(value, str):  # the environment or a config-file string: JSON
-            import json
-
-            try:
-                value = json.loads(value)
-            except ValueError:
-                raise ValueError('must be JSON such as {"strong-model": {"input": 3, "output": 15}}') from None
+            value = _from_json(value, 'must be JSON such as {"strong-model": {"input": 3, "output": 15}}')
         if not isinstance(value, dict):
             return value
         prices = {}
@@ -272,14 +258,9 @@ class Settings(BaseSettings):
     def _check_tracing(cls, value: bool) -> bool:
         """Fail at start-up, in the parent process, rather than in each worker."""
         if value:
-            import importlib.util
-            import os
+            from . import tracing
 
-            if importlib.util.find_spec("opentelemetry") is None or importlib.util.find_spec("opentelemetry.sdk") is None:
-                raise ValueError("needs OpenTelemetry: pip install 'dynamo-nemo-switchyard[tracing]'")
-            exporter = os.environ.get("OTEL_TRACES_EXPORTER", "otlp").split(",")[0].strip().lower()
-            if exporter not in ("otlp", "console", "none"):
-                raise ValueError(f"OTEL_TRACES_EXPORTER={exporter!r} is not supported: use otlp, console or none")
+            tracing.check()
         return value
 
     @field_validator("log_level", mode="before")
@@ -317,17 +298,7 @@ class Settings(BaseSettings):
     @field_validator("tier", mode="before")
     @classmethod
     def _tier_forms(cls, value: Any) -> Any:
-        if isinstance(value, str):  # the environment: JSON or comma-separated MODEL=CUTPOINT
-            text = value.strip()
-            if text.startswith(("[", "{")):
-                import json
-
-                try:
-                    value = json.loads(text)
-                except ValueError:
-                    raise ValueError("is not valid JSON") from None
-            else:
-                return [part.strip() for part in text.split(",") if part.strip()]
+        value = _json_or_commas(value, ("[", "{"), "is not valid JSON")  # the environment: JSON or MODEL=CUTPOINT,...
         if isinstance(value, dict):  # a config file's mapping {model: cut-point}
             return [f"{model}={cut}" for model, cut in value.items()]
         return value
@@ -383,6 +354,24 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, _FileSource(settings_cls))
+
+
+def _from_json(text: str, error: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise ValueError(error) from None
+
+
+def _json_or_commas(value: Any, openings: tuple[str, ...], error: str) -> Any:
+    """A string from the environment or a config file as JSON (when it opens like it) or as a
+    comma-separated list; anything else unchanged."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith(openings):
+        return _from_json(text, error)
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 class _FileSource(PydanticBaseSettingsSource):

@@ -113,6 +113,10 @@ class Decider:
         """The live threshold of the default target (the budget's, with --target-strong-fraction)."""
         return self.budget.threshold if self.budget is not None else self.default.threshold
 
+    def tier_table(self) -> list[dict[str, Any]]:
+        """The tiers as reported by /v1/models and /stats, the top cut-point being the live threshold."""
+        return [{"tier": i, "model": tier.model, "cut_point": self.threshold if i == 0 else tier.cut} for i, tier in enumerate(self.tiers)]
+
     def tier_of(self, model: str) -> int | None:
         for index, tier in enumerate(self.tiers):
             if tier.model == model:
@@ -172,16 +176,16 @@ class Decider:
             return self._decision(self.tier_of(previous), None, target.router, threshold, "affinity")  # type: ignore[arg-type]
         if not prompt.strip():
             log.info("routing fell back: the request has no text to score")
-            return Decision(FALLBACK, settings.fallback_model, None, target.router, threshold, "empty_prompt")  # type: ignore[arg-type]
+            return self._fallback(target.router, threshold, "empty_prompt")
         scorer = await self.scorer(target.router)
         try:
             score = await scorer.score(prompt, settings.router_timeout)
         except ScoringTimeout as exc:
             log.warning("routing fell back: %s", exc)
-            return Decision(FALLBACK, settings.fallback_model, None, target.router, threshold, "router_timeout")  # type: ignore[arg-type]
+            return self._fallback(target.router, threshold, "router_timeout")
         except Exception as exc:
             log.warning("routing fell back: router %r failed: %s", target.router, exc)
-            return Decision(FALLBACK, settings.fallback_model, None, target.router, threshold, "router_error")  # type: ignore[arg-type]
+            return self._fallback(target.router, threshold, "router_error")
         if budgeted and record:
             self.budget.observe(score)  # type: ignore[union-attr]  # after taking the threshold: a score never moves its own bar
         index = self._pick(score, threshold)
@@ -198,6 +202,9 @@ class Decider:
             # escalate: never back down
             index, cause = self.tier_of(previous), "affinity"  # type: ignore[assignment]
         return self._remember(memory, context, previous, self._decision(index, score, target.router, threshold, cause))
+
+    def _fallback(self, router: str, threshold: float, why: str) -> Decision:
+        return Decision(FALLBACK, self.settings.fallback_model, None, router, threshold, why)  # type: ignore[arg-type]
 
     def _decision(self, index: int, score: float | None, router: str, threshold: float, cause: str) -> Decision:
         last = len(self.tiers) - 1

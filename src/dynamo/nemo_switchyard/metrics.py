@@ -173,15 +173,7 @@ class Metrics:
 
     def request_counts(self) -> dict[tuple[str, str], float]:
         """(decision, status) -> count, summed over worker processes."""
-        counts: dict[tuple[str, str], float] = {}
-        for family in self._collect_registry.collect():
-            if family.name != "switchyard_requests":
-                continue
-            for sample in family.samples:
-                if sample.name == "switchyard_requests_total":
-                    key = (sample.labels["decision"], sample.labels["status"])
-                    counts[key] = counts.get(key, 0.0) + sample.value
-        return counts
+        return _request_counts(self._samples())
 
     def stats(self, extra: dict[str, Any]) -> dict[str, Any]:
         """The routing counters, histograms, tokens and cost as JSON-ready data (for /stats and /dashboard).
@@ -189,11 +181,7 @@ class Metrics:
         samples = self._samples()
         by_decision = {"strong": 0, "middle": 0, "weak": 0, "fallback": 0, "passthrough": 0}
         total = errors = 0
-        counts: dict[tuple[str, str], float] = {}
-        for labels, value in samples.get("switchyard_requests_total", []):
-            key = (labels["decision"], labels["status"])
-            counts[key] = counts.get(key, 0.0) + value
-        for (decision, status), value in counts.items():
+        for (decision, status), value in _request_counts(samples).items():
             total += int(value)
             if decision in by_decision:
                 by_decision[decision] += int(value)
@@ -246,6 +234,14 @@ class Metrics:
             for sample in family.samples:
                 samples.setdefault(sample.name, []).append((sample.labels, sample.value))
         return samples
+
+
+def _request_counts(samples: dict[str, list[tuple[dict[str, str], float]]]) -> dict[tuple[str, str], float]:
+    counts: dict[tuple[str, str], float] = {}
+    for labels, value in samples.get("switchyard_requests_total", []):
+        key = (labels["decision"], labels["status"])
+        counts[key] = counts.get(key, 0.0) + value
+    return counts
 
 
 def _total(samples: dict[str, list[tuple[dict[str, str], float]]], name: str) -> float:

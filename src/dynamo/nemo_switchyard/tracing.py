@@ -10,36 +10,49 @@ even imported and requests pay nothing.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from typing import Any
 
-from .config import ConfigError
 from .wire import Headers
 
-INSTALL_HINT = "--tracing needs OpenTelemetry: pip install 'dynamo-nemo-switchyard[tracing]'"
+INSTALL_HINT = "needs OpenTelemetry: pip install 'dynamo-nemo-switchyard[tracing]'"
+EXPORTERS = ("otlp", "console", "none")
 _TRACE_HEADERS = frozenset({b"traceparent", b"tracestate"})
 
 
-class TracingError(ConfigError):
-    """Tracing was asked for but cannot be set up; the message says what to install or set."""
+class TracingError(ValueError):
+    """Tracing was asked for but cannot be set up; the message says what to install or set
+    (a ValueError, so the --tracing setting's validation reports it as a configuration error)."""
+
+
+def check() -> str:
+    """The exporter OTEL_TRACES_EXPORTER names, once OpenTelemetry and that exporter are known to be
+    installed; else TracingError. Run by the settings' validation, in the parent process, and at set-up."""
+    if importlib.util.find_spec("opentelemetry") is None or importlib.util.find_spec("opentelemetry.sdk") is None:
+        raise TracingError(INSTALL_HINT)
+    name = os.environ.get("OTEL_TRACES_EXPORTER", "otlp").split(",")[0].strip().lower()
+    if name not in EXPORTERS:
+        raise TracingError(f"OTEL_TRACES_EXPORTER={name!r} is not supported: use {', '.join(EXPORTERS[:-1])} or {EXPORTERS[-1]}")
+    if name == "otlp" and importlib.util.find_spec("opentelemetry.exporter.otlp.proto.http") is None:
+        raise TracingError(INSTALL_HINT + " (the OTLP exporter is missing)")
+    return name
 
 
 class Tracing:
     """Spans for one process: built once at start-up (after worker processes fork)."""
 
     def __init__(self, service_name: str = "switchyard") -> None:
-        try:
-            from opentelemetry import trace
-            from opentelemetry.sdk.resources import Resource
-            from opentelemetry.sdk.trace import TracerProvider
-            from opentelemetry.sdk.trace.export import BatchSpanProcessor
-            from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-        except ImportError:
-            raise TracingError(INSTALL_HINT) from None
+        exporter = _exporter(check())
+        from opentelemetry import trace
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
         self._trace = trace
         resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service_name)})
         self.provider = TracerProvider(resource=resource)
-        exporter = _exporter()
         if exporter is not None:
             self.provider.add_span_processor(BatchSpanProcessor(exporter))
         self.tracer = self.provider.get_tracer("dynamo.nemo_switchyard")
@@ -71,19 +84,14 @@ class Tracing:
         self.provider.shutdown()  # flushes what is still queued
 
 
-def _exporter() -> Any:
-    """The span exporter named by OTEL_TRACES_EXPORTER (default otlp, over HTTP)."""
-    name = os.environ.get("OTEL_TRACES_EXPORTER", "otlp").split(",")[0].strip().lower()
-    if name == "none":
-        return None
+def _exporter(name: str) -> Any:
+    """The span exporter ``name`` (see ``check``); None for "none"."""
     if name == "console":
         from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
         return ConsoleSpanExporter()
     if name == "otlp":
-        try:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-        except ImportError:
-            raise TracingError(INSTALL_HINT + " (the OTLP exporter is missing)") from None
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
         return OTLPSpanExporter()  # endpoint and headers from OTEL_EXPORTER_OTLP_* variables
-    raise TracingError(f"OTEL_TRACES_EXPORTER={name!r} is not supported: use otlp, console or none")
+    return None
