@@ -29,9 +29,20 @@ weight 0.25) come from ``scripts/train_lexical.py``. Trained on mmlu_pro, math_l
 routerbench_subset is evaluation only. Calibration: set-balanced quantiles of the training logits
 (the four sets weighted equally, anchors left out): threshold 0.5 sends about half of that mix to strong.
 
-Evaluation: leave-one-set-out (train on the other three sets, score the held-out one) for 3 pairs per
-set, and the final model on routerbench_subset per sub-benchmark (eval_name) for 4 GPT-4 pairs; the
-lexical router (retrained per fold the same way) and random (0.5) alongside.
+Evaluation, three protocols, the lexical router (retrained per fold the same way) and random (0.5)
+alongside, 3 pairs per set:
+
+* ``loso``, leave-one-set-out: train on the other three sets, score the held-out one (transfer to a
+  kind of prompt never seen);
+* ``in-domain``: 5 folds within each set, trained on the other sets plus four fifths of this one
+  (a new benchmark of a kind that is in the training data, as MMLU is to MMLU-Pro);
+* ``final``: the shipped model on routerbench_subset per sub-benchmark (eval_name), 4 GPT-4 pairs.
+
+Next to them two ceilings that no router reading the prompt is likely to pass: ``target`` scores each
+prompt by the training target itself, computed from the set's *other* models (the pair left out),
+i.e. a perfect predictor of what the head learns; on mmlu_pro ``subject`` scores each prompt by the
+pair's own mean gain in the prompt's subject (category), i.e. a router that knows the subject and
+each subject's gain exactly.
 """
 
 from __future__ import annotations
@@ -105,10 +116,12 @@ def build_encoder(out: str, dim: int, cache: str) -> None:
 # ------------------------------------------------------------------------------------------ data
 
 
-def gain_targets(rows: list[dict]) -> np.ndarray:
+def gain_targets(rows: list[dict], exclude: tuple[str, ...] = ()) -> np.ndarray:
     sums, counts = {}, {}
     for r in rows:
         for m, v in r["outcomes"].items():
+            if m in exclude:
+                continue
             sums[m] = sums.get(m, 0.0) + v
             counts[m] = counts.get(m, 0) + 1
     models = sorted(sums, key=lambda m: -sums[m] / counts[m])
@@ -153,7 +166,7 @@ def fit_head(c: Corpus, sets: list[str]) -> tuple[dict, L.Head]:
     return arrays, L.Head(arrays, "linear")
 
 
-def eval_scores(c: Corpus, name: str, scores: np.ndarray, router: str) -> list[dict]:
+def eval_scores(c: Corpus, name: str, scores: np.ndarray, router: str, protocol: str) -> list[dict]:
     out = []
     sc = dict(zip((r["prompt"] for r in c.rows[name]), scores))
     groups = {"all": c.rows[name]}
@@ -167,7 +180,7 @@ def eval_scores(c: Corpus, name: str, scores: np.ndarray, router: str) -> list[d
                 continue
             s = [float(sc[p]) for p in prompts]
             r = evaluate(s, qs, qw)
-            r.update(set=name, group=g, strong=strong, weak=weak, router=router,
+            r.update(set=name, group=g, strong=strong, weak=weak, router=router, protocol=protocol,
                      share_over_05=float(np.mean(np.array(s) >= 0.5)))
             out.append(r)
     return out
@@ -184,6 +197,59 @@ def lexical_scores(c: Corpus, sets: list[str], targets: list[str]) -> dict[str, 
     args = SimpleNamespace(C=1.0, alpha=0.5, min_df=5, max_terms=12000, min_weight=0.01, anchor_weight=0.25)
     router = LexicalRouter(weights=tl.fit(tl.Featurized([r["prompt"] for r in rows]), y, set_ids, args))
     return {t: np.array(router.score_batch([r["prompt"] for r in c.rows[t]])) for t in targets}
+
+
+FOLDS = 5
+
+
+def in_domain(c: Corpus, held: str, lexical: bool) -> dict[str, np.ndarray]:
+    """Out-of-fold scores of ``held``: each fold scored by models trained on the other sets plus the other folds."""
+    others = [s for s in TRAIN_SETS if s != held]
+    n = len(c.rows[held])
+    order = np.random.default_rng(0).permutation(n)
+    out = {"learned": np.zeros(n), **({"lexical": np.zeros(n)} if lexical else {})}
+    train_key, test_key = f"{held}#train", f"{held}#test"
+    try:
+        for k in range(FOLDS):
+            test = np.sort(order[k::FOLDS])
+            train = np.setdiff1d(order, test)
+            for key, idx in ((train_key, train), (test_key, test)):
+                c.rows[key] = [c.rows[held][i] for i in idx]
+                c.emb[key], c.dense[key], c.y[key] = c.emb[held][idx], c.dense[held][idx], c.y[held][idx]
+            _, head = fit_head(c, [*others, train_key])
+            out["learned"][test] = head.calibrate(head.logit(head.design(c.emb[test_key], c.dense[test_key])))
+            if lexical:
+                out["lexical"][test] = lexical_scores(c, [*others, train_key], [test_key])[test_key]
+    finally:
+        for d in (c.rows, c.emb, c.dense, c.y):
+            d.pop(train_key, None)
+            d.pop(test_key, None)
+    return out
+
+
+def ceilings(c: Corpus) -> list[dict]:
+    """APGR of the two ceilings (see the module docstring) for each training set's pairs."""
+    out = []
+    for name in TRAIN_SETS:
+        rows = c.rows[name]
+        for strong, weak in PAIRS[name]:
+            prompts, qs, qw = pair_rows(rows, strong, weak)
+            if not prompts:
+                continue
+            scores = {"target": dict(zip((r["prompt"] for r in rows), gain_targets(rows, exclude=(strong, weak))))}
+            if name == "mmlu_pro":
+                gains: dict[str, list[float]] = {}
+                for r in rows:
+                    o = r["outcomes"]
+                    if strong in o and weak in o:
+                        gains.setdefault(r["meta"]["category"], []).append(o[strong] - o[weak])
+                scores["subject"] = {r["prompt"]: float(np.mean(gains[r["meta"]["category"]])) for r in rows
+                                     if r["meta"]["category"] in gains}
+            for router, sc in scores.items():
+                r = evaluate([sc[p] for p in prompts], qs, qw)
+                r.update(set=name, group="all", strong=strong, weak=weak, router=router, protocol="ceiling")
+                out.append(r)
+    return out
 
 
 def main(argv=None) -> int:
@@ -209,19 +275,23 @@ def main(argv=None) -> int:
         for held in TRAIN_SETS:
             others = [s for s in TRAIN_SETS if s != held]
             _, head = fit_head(c, others)
-            results += eval_scores(c, held, head.calibrate(head.logit(head.design(c.emb[held], c.dense[held]))), "learned")
+            results += eval_scores(c, held, head.calibrate(head.logit(head.design(c.emb[held], c.dense[held]))), "learned", "loso")
             if not args.no_lexical:
-                results += eval_scores(c, held, lexical_scores(c, others, [held])[held], "lexical")
+                results += eval_scores(c, held, lexical_scores(c, others, [held])[held], "lexical", "loso")
+            for router, scores in in_domain(c, held, not args.no_lexical).items():
+                results += eval_scores(c, held, scores, router, "in-domain")
+            print(f"evaluated {held} ({time.time() - t0:.0f}s)", file=sys.stderr, flush=True)
+        results += ceilings(c)
 
     arrays, head = fit_head(c, list(TRAIN_SETS))
     final_scores = {s: head.calibrate(head.logit(head.design(c.emb[s], c.dense[s]))) for s in (*TRAIN_SETS, EVAL_ONLY, "trivial")}
     if not args.no_eval:
-        results += eval_scores(c, EVAL_ONLY, final_scores[EVAL_ONLY], "learned")
+        results += eval_scores(c, EVAL_ONLY, final_scores[EVAL_ONLY], "learned", "final")
         if not args.no_lexical:
             from dynamo.nemo_switchyard.routers.lexical import LexicalRouter  # the shipped lexical weights
 
             lex = LexicalRouter().score_batch([r["prompt"] for r in c.rows[EVAL_ONLY]])
-            results += eval_scores(c, EVAL_ONLY, np.array(lex), "lexical")
+            results += eval_scores(c, EVAL_ONLY, np.array(lex), "lexical", "final")
         print_tables(results)
         if args.report:
             with open(args.report, "w") as f:
@@ -231,7 +301,7 @@ def main(argv=None) -> int:
     print("share of prompts >= 0.5 per set (final head): " + ", ".join(f"{s}={v:.2f}" for s, v in share.items()))
     metrics = {}
     for r in results:
-        key = f"{'loso' if r['set'] != EVAL_ONLY else 'final'}/{r['set']}/{r['group']}/{r['strong']} vs {r['weak']}"
+        key = f"{r['protocol']}/{r['set']}/{r['group']}/{r['strong']} vs {r['weak']}"
         metrics.setdefault(key, {})[r["router"]] = {k: r[k] for k in ("n", "apgr", "cpt50", "cpt80")}
     manifest = {
         "format": L.FORMAT,
@@ -263,26 +333,28 @@ def L_feature_names():
 
 
 def print_tables(results: list[dict]) -> None:
+    """One line per (set, group, pair): APGR of each router under each protocol, and the ceilings."""
     rows: dict[tuple, dict] = {}
     for r in results:
-        rows.setdefault((r["set"], r["group"], r["strong"], r["weak"]), {})[r["router"]] = r
-    hdr = (f"{'held-out set / group':34s} {'strong':20s} {'weak':30s} {'n':>5s} {'random':>6s} {'lexical':>7s} "
-           f"{'learned':>7s} {'CPT50':>6s} {'CPT80':>6s} {'>=0.5':>6s}")
-    print("\nAPGR (random = 0.5); CPT(50%)/CPT(80%) and the share scored >= 0.5 are the learned router's")
+        column = ("unseen" if r["protocol"] in ("loso", "final") else r["protocol"]) + "/" + r["router"]
+        rows.setdefault((r["set"], r["group"], r["strong"], r["weak"]), {})[column] = r
+    columns = ("unseen/lexical", "unseen/learned", "in-domain/lexical", "in-domain/learned", "ceiling/target", "ceiling/subject")
+    print("\nAPGR (random = 0.5). unseen: the set was not trained on (leave-one-set-out; routerbench_subset never);")
+    print("in-domain: 5-fold within the set, trained on the other sets too; ceiling: see the script's docstring.")
+    hdr = f"{'set / group':24s} {'strong':20s} {'weak':26s} {'n':>5s} " + " ".join(f"{c.replace('ceiling/', 'ceil/')[:17]:>17s}" for c in columns)
     print(hdr)
     print("-" * len(hdr))
     for (s, g, st, wk), by in rows.items():
-        le, lx = by.get("learned"), by.get("lexical")
-        print(f"{(s if g == 'all' else '  ' + g)[:34]:34s} {st[:20]:20s} {wk[:30]:30s} {le['n']:5d} {0.5:6.3f} "
-              f"{(lx['apgr'] if lx else float('nan')):7.3f} {le['apgr']:7.3f} {le['cpt50']:6.3f} {le['cpt80']:6.3f} "
-              f"{le['share_over_05']:6.2f}")
-    for label, pred in (("leave-one-set-out mean", lambda k: k[0] != EVAL_ONLY),
-                        ("routerbench_subset mean (all)", lambda k: k[0] == EVAL_ONLY and k[1] == "all")):
+        n = next(iter(by.values()))["n"]
+        cells = " ".join(f"{by[c]['apgr']:17.3f}" if c in by else f"{'':17s}" for c in columns)
+        print(f"{(s if g == 'all' else '  ' + g)[:24]:24s} {st[:20]:20s} {wk[:26]:26s} {n:5d} {cells}")
+    for label, pred in (("mean, training sets", lambda k: k[0] != EVAL_ONLY),
+                        ("mean, routerbench (all)", lambda k: k[0] == EVAL_ONLY and k[1] == "all")):
         sel = [by for k, by in rows.items() if pred(k)]
         if sel:
-            le = np.mean([by["learned"]["apgr"] for by in sel])
-            lx = np.mean([by["lexical"]["apgr"] for by in sel if "lexical" in by]) if any("lexical" in by for by in sel) else float("nan")
-            print(f"{label:34s} {'':20s} {'':30s} {len(sel):5d} {0.5:6.3f} {lx:7.3f} {le:7.3f}")
+            cells = " ".join(f"{np.mean([by[c]['apgr'] for by in sel if c in by]):17.3f}" if any(c in by for by in sel) else f"{'':17s}"
+                             for c in columns)
+            print(f"{label:24s} {'':20s} {'':26s} {len(sel):5d} {cells}")
 
 
 if __name__ == "__main__":
