@@ -24,8 +24,9 @@ Head (``routers/learned/head.npz`` + ``manifest.json``): logistic regression on 
 of a training set, from all the set's models (as for the lexical router): strong = best quarter of the
 set's models by mean outcome, weak = weaker half, target = mean(strong outcomes) * (1 - mean(weak
 outcomes)) = P(a random strong model is right and a random weak one wrong). It needs no model names
-and transfers across pairs. Sets are weighted by n_set^-0.5; 161 synthetic chit-chat anchors (target 0,
-weight 0.25) come from ``scripts/train_lexical.py``. Trained on mmlu_pro, math_l5, crux, arena_hard_v1;
+and transfers across pairs. Sets are weighted by n_set^-0.5; synthetic anchors, weight 0.25
+(``train_lexical.anchor_rows``: 161 chit-chat prompts at target 0 and the kinds-of-task prior of
+``scripts/anchors.py``). Trained on mmlu_pro, math_l5, crux, arena_hard_v1;
 routerbench_subset is evaluation only. Calibration: set-balanced quantiles of the training logits
 (the four sets weighted equally, anchors left out): threshold 0.5 sends about half of that mix to strong.
 
@@ -71,7 +72,8 @@ from routing_pairs import PAIRS as _PAIRS  # noqa: E402 (scripts/ is on sys.path
 PAIRS = {**_PAIRS, EVAL_ONLY: [*_PAIRS[EVAL_ONLY], ("gpt-4-1106-preview", "gpt-3.5-turbo-1106")]}
 C = 1.0
 ALPHA = 0.5
-ANCHOR_WEIGHT = 0.25
+ANCHOR_WEIGHT = 0.25  # the learned head loses more on RouterBench from heavier anchors than the lexical one
+LEXICAL_ANCHOR_WEIGHT = 1.0  # train_lexical.py's default, for the lexical column
 
 
 def _train_lexical():
@@ -136,11 +138,12 @@ def gain_targets(rows: list[dict], exclude: tuple[str, ...] = ()) -> np.ndarray:
 
 
 class Corpus:
-    def __init__(self, data_dir: str):
+    def __init__(self, data_dir: str, task_anchors: bool = True):
         self.rows = {s: load_labeled(os.path.join(data_dir, f"{s}.jsonl.gz")) for s in (*TRAIN_SETS, EVAL_ONLY)}
-        self.rows["trivial"] = [{"prompt": p, "outcomes": {}} for p in _train_lexical().trivial_prompts()]
+        prompts, y_anchors = _train_lexical().anchor_rows(task_anchors)
+        self.rows["trivial"] = [{"prompt": p, "outcomes": {}} for p in prompts]
         self.y = {s: gain_targets(self.rows[s]) for s in TRAIN_SETS}
-        self.y["trivial"] = np.zeros(len(self.rows["trivial"]))
+        self.y["trivial"] = y_anchors
         t0 = time.time()
         self.emb, self.dense = {}, {}
         for s, rows in self.rows.items():
@@ -192,9 +195,9 @@ def lexical_scores(c: Corpus, sets: list[str], targets: list[str]) -> dict[str, 
     from dynamo.nemo_switchyard.routers.lexical import LexicalRouter
 
     rows = [r for s in [*sets, "trivial"] for r in c.rows[s]]
-    y = np.concatenate([tl.targets(c.rows[s], "gain") for s in sets] + [np.zeros(len(c.rows["trivial"]))])
+    y = np.concatenate([tl.targets(c.rows[s], "gain") for s in sets] + [c.y["trivial"]])
     set_ids = np.array([s for s in [*sets, "trivial"] for _ in c.rows[s]])
-    args = SimpleNamespace(C=1.0, alpha=0.5, min_df=5, max_terms=12000, min_weight=0.01, anchor_weight=0.25)
+    args = SimpleNamespace(C=1.0, alpha=0.5, min_df=5, max_terms=12000, min_weight=0.01, anchor_weight=LEXICAL_ANCHOR_WEIGHT)
     router = LexicalRouter(weights=tl.fit(tl.Featurized([r["prompt"] for r in rows]), y, set_ids, args))
     return {t: np.array(router.score_batch([r["prompt"] for r in c.rows[t]])) for t in targets}
 
@@ -261,13 +264,15 @@ def main(argv=None) -> int:
     ap.add_argument("--no-eval", action="store_true")
     ap.add_argument("--no-lexical", action="store_true", help="skip the lexical baseline column (needs scikit-learn)")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--no-task-anchors", dest="task_anchors", action="store_false",
+                    help="train with the trivial anchors only, not the kinds-of-task prior (scripts/anchors.py)")
     ap.add_argument("--report", help="write the evaluation rows as JSON here")
     args = ap.parse_args(argv)
     t0 = time.time()
 
     if args.rebuild_encoder or not os.path.exists(L.ENCODER_PATH):
         build_encoder(L.ENCODER_PATH, args.dim, args.raw_cache)
-    c = Corpus(args.data)
+    c = Corpus(args.data, args.task_anchors)
     enc_id = L.shared_encoder().encoder_id
 
     results = []
@@ -310,7 +315,8 @@ def main(argv=None) -> int:
         "weak": None,
         "target": "P(random strong model right and random weak model wrong); strong = best quarter, weak = weaker half "
         "of each training set's models",
-        "trained_on": [*TRAIN_SETS, "161 synthetic chit-chat anchors (target 0)"],
+        "trained_on": [*TRAIN_SETS, *(["161 synthetic chit-chat anchors (target 0)", "synthetic kinds-of-task anchors (scripts/anchors.py)"]
+                                      if args.task_anchors else ["161 synthetic chit-chat anchors (target 0)"])],
         "head": {"kind": "linear", "features": ["minilm-static embedding", *L_feature_names()], "C": C, "set_alpha": ALPHA,
                  "anchor_weight": ANCHOR_WEIGHT},
         "encoder": {"id": enc_id},

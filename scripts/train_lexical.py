@@ -21,9 +21,11 @@ outcomes). It needs no model-name matching across sets and transfers across pair
 ``--target difficulty`` uses 1 - mean(weak outcomes) instead.
 
 Anchors: 161 synthetic chit-chat / one-line-trivia prompts (``trivial_prompts``)
-with target 0 and a small weight (``--anchor-weight``), because the benchmarks have
-no such prompts and short benchmark prompts are hard; they are left out of the
-calibration and of every evaluation.
+with target 0, plus a kinds-of-task prior (``scripts/anchors.py``: writing, role play,
+summarising, everyday explanations low; mathematics, coding, multi-step reasoning high),
+with a small weight (``--anchor-weight``), because the benchmarks have no such prompts
+and short benchmark prompts are hard; they are left out of the calibration and of every
+evaluation.
 
 Model: logistic regression on soft labels (each prompt appears as a positive with
 weight t and a negative with weight 1 - t); sets are re-weighted by
@@ -117,6 +119,21 @@ def trivial_prompts() -> list[str]:
             "What's the opposite of cold?", "Is the sun a star?", "How many legs does a spider have?",
             "Recommend a good movie.", "What time zone is London in?", "Say something nice.", "Tell me a pun."]
     return out
+
+
+def anchor_rows(tasks: bool = True) -> tuple[list[str], np.ndarray]:
+    """Prompts and targets of all synthetic anchors: the trivial ones (target 0) and, with ``tasks``,
+    the kinds-of-task prior of ``scripts/anchors.py``. They train as one pseudo-set, "trivial"."""
+    prompts = trivial_prompts()
+    y = [0.0] * len(prompts)
+    if tasks:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from anchors import task_anchors
+
+        for p, t in task_anchors():
+            prompts.append(p)
+            y.append(t)
+    return prompts, np.array(y)
 
 
 # ------------------------------------------------------------------------------------ features
@@ -281,8 +298,10 @@ def main(argv=None) -> int:
     ap.add_argument("--min-weight", type=float, default=0.01)
     ap.add_argument("--cv", type=int, default=0,
                     help="also run K-fold in-domain CV per training set (train on the other sets + other folds)")
-    ap.add_argument("--no-anchors", dest="anchors", action="store_false", help="leave out the synthetic trivial prompts")
-    ap.add_argument("--anchor-weight", type=float, default=0.25, help="extra weight factor of the trivial anchors")
+    ap.add_argument("--no-anchors", dest="anchors", action="store_false", help="leave out all synthetic anchor prompts")
+    ap.add_argument("--no-task-anchors", dest="task_anchors", action="store_false",
+                    help="keep only the trivial anchors, not the kinds-of-task prior (scripts/anchors.py)")
+    ap.add_argument("--anchor-weight", type=float, default=1.0, help="extra weight factor of the anchors (as one set)")
     ap.add_argument("--no-eval", action="store_true")
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--report", help="write the evaluation results as JSON here")
@@ -293,14 +312,14 @@ def main(argv=None) -> int:
     rows = [r for s in TRAIN_SETS for r in data[s]]
     y = np.concatenate([targets(data[s], args.target) for s in TRAIN_SETS])
     if args.anchors:
-        anchors = [{"id": f"trivial-{i}", "set": "trivial", "prompt": p, "outcomes": {}} for i, p in enumerate(trivial_prompts())]
-        rows += anchors
-        y = np.r_[y, np.zeros(len(anchors))]
+        prompts, y_anchors = anchor_rows(args.task_anchors)
+        rows += [{"id": f"anchor-{i}", "set": "trivial", "prompt": p, "outcomes": {}} for i, p in enumerate(prompts)]
+        y = np.r_[y, y_anchors]
     set_ids = np.array([r["set"] for r in rows])
     feats = Featurized([r["prompt"] for r in rows])
     print(f"featurized {len(rows)} prompts in {time.time() - t0:.1f}s; target mean per set: "
           + ", ".join(f"{s}={y[set_ids == s].mean():.3f}" for s in TRAIN_SETS)
-          + f"; {int((set_ids == 'trivial').sum())} trivial anchors", file=sys.stderr)
+          + f"; {int((set_ids == 'trivial').sum())} anchors", file=sys.stderr)
 
     results = []
     if not args.no_eval:
@@ -322,7 +341,8 @@ def main(argv=None) -> int:
 
     final = fit(feats, y, set_ids, args)
     final["meta"] = {
-        "trained_on": list(TRAIN_SETS) + (["synthetic trivial anchors (target 0)"] if args.anchors else []),
+        "trained_on": list(TRAIN_SETS) + (["synthetic trivial anchors (target 0)"] if args.anchors else [])
+        + (["synthetic kinds-of-task anchors (scripts/anchors.py)"] if args.anchors and args.task_anchors else []),
         "n_prompts": len(rows),
         "target": args.target,
         "hyper": {k: getattr(args, k) for k in ("C", "alpha", "anchor_weight", "min_df", "max_terms", "min_weight")},
