@@ -146,3 +146,20 @@ def test_threshold_half_splits_a_mixed_set_roughly_in_half(router):
         prompts += [r["prompt"] for r in load_labeled(os.path.join(DATA, f"{name}.jsonl.gz"))[:150]]
     share = sum(s >= 0.5 for s in router.score_batch(prompts)) / len(prompts)
     assert 0.35 <= share <= 0.65, share
+
+
+def test_chinese_text_is_sized_like_its_english_translation():
+    """Chinese has no spaces: its characters count as words and length, not as one long non-ASCII word."""
+    names = list(FEATURE_NAMES)
+    zh, _ = analyze("证明：对任意正整数n，n的三次方减去n总能被6整除，并说明理由。")
+    en, _ = analyze("Prove that for every positive integer n, n cubed minus n is always divisible by 6, and explain why.")
+    for name in ("log_chars", "log_words", "tiny"):
+        assert abs(zh[names.index(name)] - en[names.index(name)]) < 0.5, name
+    assert zh[names.index("r_nonascii")] < 0.05
+    assert zh[names.index("g_prove")] == 1.0  # 证明 = prove
+
+
+def test_full_width_forms_count_as_their_ascii_equivalents():
+    full, _ = analyze("求 ｘ＋１＝３ 的解？")
+    names = list(FEATURE_NAMES)
+    assert full[names.index("log_qmarks")] > 0 and full[names.index("r_mathops")] > 0 and full[names.index("log_numbers")] > 0

@@ -7,7 +7,7 @@ chat prompts at all, so ``scripts/anchors.py`` adds that prior; these probes, wr
 from its templates (other wording, other topics), check that it took: most (easy, hard) pairs
 must be ordered hard above easy. Before the anchors, `lexical` ordered 0.91 of these pairs and
 `learned` 0.78 (it scored writing above mathematics on average), and `lexical` sent the request for
-a persuasive email to the strong model (score 0.83); with them 0.97 and 0.92.
+a persuasive email to the strong model (score 0.83); with them 0.97 and 0.93.
 """
 
 from __future__ import annotations
@@ -72,3 +72,29 @@ def test_every_easy_kind_scores_below_every_hard_kind_on_average(router):
     r = router()
     mean = {kind: sum(r.score_batch(ps)) / len(ps) for kind, ps in {**EASY, **HARD}.items()}
     assert max(mean[k] for k in EASY) < min(mean[k] for k in HARD), mean
+
+
+# Chinese and Japanese: no spaces between words and no English task words. Before the lexical
+# features sized such text by its characters (CJK counted as one word per run, as non-ASCII, and
+# with English-only task words), every probe below scored below 0.001 with both routers: a
+# competition problem in Chinese went to the weak model like a greeting.
+CJK_EASY = [
+    "早上好！周末有什么好玩的推荐吗？",
+    "帮我写一段生日祝福，送给我的妹妹。",
+    "简单介绍一下长城的历史。",
+    "おすすめの映画を教えてください。",
+]
+CJK_HARD = [
+    "已知三角形三边长分别为7、8、9，求它的面积和外接圆半径。",
+    "证明：对任意正整数n，n^3 - n 能被6整除。",
+    "一个水池有两个进水管，甲管单独注满需要6小时，乙管需要9小时，丙管每小时排出水池的1/12。三管同时打开，多少小时注满？",
+    "関数 f(x) = x^3 - 6x^2 + 9x + 1 の極値をすべて求めなさい。",
+]
+
+
+@pytest.mark.parametrize("router", [LexicalRouter, LearnedRouter])
+def test_chinese_and_japanese_hard_prompts_score_above_easy_ones(router):
+    r = router()
+    easy, hard = r.score_batch(CJK_EASY), r.score_batch(CJK_HARD)
+    assert sum(h > e for e, h in itertools.product(easy, hard)) / (len(easy) * len(hard)) >= 0.85
+    assert sum(hard) / len(hard) - sum(easy) / len(easy) >= 0.3, (easy, hard)

@@ -10,6 +10,12 @@ Features (computed on a window of the prompt: the whole prompt up to
   are extrapolated from the window for long prompts), mean word length;
 * character classes (ratios to the window length): digits, upper case, math
   operators ``+-*/=<>^``, brackets, ``\\`` and ``$`` (LaTeX), punctuation, non-ASCII;
+* other scripts: a prompt that is not ASCII is NFKC-normalised first (full-width ``？``,
+  ``＋`` and digits count as ``?``, ``+`` and digits); Chinese and Japanese characters count
+  as words (one per 1.7 characters), they and Korean syllables each as three characters of
+  length, and none of them as non-ASCII, so a Chinese question sizes like its English
+  translation instead of like a one-word greeting (the training data is English); and a few
+  Chinese/Japanese task words join the English indicator groups (``_CJK_WORD_GROUPS``);
 * LaTeX / math markers (``\\frac``, ``\\sqrt``, ``$``, ``^{``, ...), code markers
   (``def``, ``return``, ``import``, fenced code, indentation, ``{``/``;`` line ends, ...);
 * multiple-choice options (lines ``A.`` / ``A)`` / ``(A)``), question marks,
@@ -47,6 +53,7 @@ import math
 import operator
 import os
 import re
+import unicodedata
 from collections.abc import Sequence
 from itertools import repeat
 from typing import Any
@@ -75,6 +82,9 @@ def _table(keep: bytes, other: int = 32) -> bytes:
 
 _WORDS = _table(b"")  # words: runs of letters / digits / non-ASCII bytes, lower-cased
 _DIGIT_RUNS = bytes(c if 48 <= c <= 57 else 32 for c in range(256))
+_CJK_LEADS = bytes(range(0xE3, 0xEA))  # UTF-8 lead bytes of U+3000..U+9FFF: CJK punctuation, kana, ideographs
+_HANGUL_LEADS = bytes(range(0xEA, 0xEE))  # ... of U+A000..U+DFFF: mostly Hangul syllables (Korean puts spaces between words)
+CJK_CHARS_PER_WORD = 1.7
 _OPTION_RE = re.compile(rb"\n[ \t]*\(?[A-J][.)][ \t]")
 
 _DIGITS = b"0123456789"
@@ -121,17 +131,42 @@ def window(prompt: str) -> str:
     return prompt[:HEAD_CHARS] + "\n" + prompt[-TAIL_CHARS:]
 
 
+# Chinese / Japanese words for the groups above (same order), found as substrings: these scripts have no spaces.
+_CJK_GROUP_OF = {
+    w.encode(): i
+    for i, g in enumerate((
+        "什么 为什么 如何 怎么 哪 谁 何时 なぜ 何 どう どの 誰",
+        "解释 说明 描述 比较 总结 説明 比較 要約",
+        "证明 推导 証明",
+        "计算 求解 求出 求值 求和 求所有 解方程 化简 計算 解け 求め",
+        "写 实现 创建 生成 设计 書い 実装 作成",
+        "代码 编程 程序 函数 コード プログラム 関数",
+        "故事 诗 文章 邮件 笑话 歌词 物語 メール 手紙",
+        "修复 调试 错误 异常 バグ エラー 修正",
+        "步骤 推理 思考 一步 ステップ 推論",
+    ))
+    for w in g.split()
+}
+_FIRST_GROUP = FEATURE_NAMES.index("g_wh")  # where the word groups start in the features
+_CJK_WORDS_RE = re.compile(b"|".join(map(re.escape, sorted(_CJK_GROUP_OF, key=len, reverse=True))))
+
+
 def analyze(prompt: str) -> tuple[list[float], list[bytes]]:
     """Dense features (order of ``FEATURE_NAMES``) and word tokens (lower-cased UTF-8 bytes) of a prompt."""
+    ascii_only = prompt.isascii()
+    if not ascii_only:
+        prompt = unicodedata.normalize("NFKC", prompt)
     win = window(prompt)
     b = win.encode("utf-8", "surrogatepass")
     toks = b.translate(_WORDS).split()
     uni = frozenset(toks)
-    n_full = len(prompt)
     n_chars = len(win) or 1
     n = len(b) or 1
-    scale = n_full / n_chars if n_full > n_chars else 1.0
-    words = len(toks)
+    scale = len(prompt) / n_chars if len(prompt) > n_chars else 1.0
+    cjk = 0 if ascii_only else n - len(b.translate(None, _CJK_LEADS))  # Chinese / Japanese characters
+    hangul = 0 if ascii_only else n - len(b.translate(None, _HANGUL_LEADS))
+    n_full = len(prompt) + 2 * (cjk + hangul) * scale  # length in Latin-character equivalents
+    words = len(toks) + cjk / CJK_CHARS_PER_WORD
     lines = b.count(b"\n") + 1
     numbers = b.translate(_DIGIT_RUNS).split()
     max_num = max(map(len, numbers)) if numbers else 0
@@ -156,7 +191,7 @@ def analyze(prompt: str) -> tuple[list[float], list[bytes]]:
         (n - len(b.translate(None, _BRACKETS))) / n,
         (n - len(b.translate(None, _LATEX))) / n,
         (n - len(b.translate(None, _PUNCT))) / n,
-        (n - n_chars) / n,
+        (n - n_chars - 2 * (cjk + hangul)) / n,
         float(latex),
         float(code),
         1.0 if code >= 3 else 0.0,
@@ -168,6 +203,9 @@ def analyze(prompt: str) -> tuple[list[float], list[bytes]]:
     ]
     for group in _WORD_GROUPS:
         feats.append(0.0 if group.isdisjoint(uni) else 1.0)
+    if cjk:
+        for w in _CJK_WORDS_RE.findall(b):
+            feats[_FIRST_GROUP + _CJK_GROUP_OF[w]] = 1.0
     return feats, toks
 
 
