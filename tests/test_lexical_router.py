@@ -163,3 +163,15 @@ def test_full_width_forms_count_as_their_ascii_equivalents():
     full, _ = analyze("求 ｘ＋１＝３ 的解？")
     names = list(FEATURE_NAMES)
     assert full[names.index("log_qmarks")] > 0 and full[names.index("r_mathops")] > 0 and full[names.index("log_numbers")] > 0
+
+
+def test_only_the_window_of_a_long_prompt_is_normalised(monkeypatch):
+    """NFKC over a whole multi-megabyte prompt held the event loop for seconds (the router runs inline)."""
+    from dynamo.nemo_switchyard.routers import lexical
+
+    seen = []
+    real = lexical.unicodedata.normalize
+    monkeypatch.setattr(lexical.unicodedata, "normalize", lambda form, text: seen.append(len(text)) or real(form, text))
+    feats, _ = analyze("证明这个不等式成立。" * 100_000)
+    assert seen and max(seen) <= lexical.MAX_CHARS + 1
+    assert feats[list(FEATURE_NAMES).index("log_chars")] > math.log(1_000_000)  # sized by the whole prompt

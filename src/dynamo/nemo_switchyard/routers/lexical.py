@@ -153,10 +153,10 @@ _CJK_WORDS_RE = re.compile(b"|".join(map(re.escape, sorted(_CJK_GROUP_OF, key=le
 
 def analyze(prompt: str) -> tuple[list[float], list[bytes]]:
     """Dense features (order of ``FEATURE_NAMES``) and word tokens (lower-cased UTF-8 bytes) of a prompt."""
-    ascii_only = prompt.isascii()
-    if not ascii_only:
-        prompt = unicodedata.normalize("NFKC", prompt)
     win = window(prompt)
+    ascii_only = win.isascii()
+    if not ascii_only:  # the window only: normalising a whole 10 MB prompt would hold the event loop
+        win = unicodedata.normalize("NFKC", win)
     b = win.encode("utf-8", "surrogatepass")
     toks = b.translate(_WORDS).split()
     uni = frozenset(toks)
