@@ -156,7 +156,7 @@ procs_wait_until() {
 # procs_watch: stay in the foreground until one of the started processes exits (returns 1) or a
 # trapped signal arrives (the trap runs at once: `wait` is interruptible).
 procs_watch() {
-  local name pid done_pid status
+  local name pid done_pid status tick
   local -a pids=()
   while IFS= read -r name; do pids+=("$(procs_pid "$name")"); done < <(procs_names)
   ((${#pids[@]})) || return 1
@@ -164,7 +164,14 @@ procs_watch() {
     procs_check "" || return 1
     done_pid=""
     status=0
-    wait -n -p done_pid "${pids[@]}" 2>/dev/null || status=$?
+    # A one-second tick in the wait set: `wait -n` misses a child that bash reaped just before it
+    # was called (it then waits for the next one, forever); after the tick procs_check sees it gone.
+    sleep 1 &
+    tick=$!
+    wait -n -p done_pid "${pids[@]}" "$tick" 2>/dev/null || status=$?
+    [[ "$done_pid" == "$tick" ]] && continue
+    kill "$tick" 2>/dev/null || true
+    wait "$tick" 2>/dev/null || true
     if [[ -n "$done_pid" ]]; then
       while IFS= read -r name; do
         [[ "$(procs_pid "$name")" == "$done_pid" ]] || continue
