@@ -1,4 +1,4 @@
-"""Synthetic anchor prompts for training the shipped routers: a prior about kinds of task.
+"""Synthetic anchor prompts for training the shipped routers: chit-chat, and a prior about kinds of task.
 
 The routing corpus holds benchmark questions only: no chat, no writing, no role play, and its
 short prompts are hard competition problems. Trained on it alone, a router learns "long = hard"
@@ -131,3 +131,43 @@ def task_anchors(seed: int = 0) -> list[tuple[str, float]]:
     """(prompt, target) pairs: easy kinds of task at EASY_TARGET, hard kinds at HARD_TARGET."""
     rng = random.Random(seed)
     return [(p, EASY_TARGET) for p in easy_prompts(rng)] + [(p, HARD_TARGET) for p in hard_prompts(rng)]
+
+
+def trivial_prompts() -> list[str]:
+    """Synthetic anchor set: chit-chat and one-line trivia any model answers (target 0).
+
+    The benchmark sets contain no such prompts, and short benchmark prompts (MATH
+    problems) are hard, so without anchors the model extrapolates "short = hard"
+    and sends "hello" to the strong model. These anchors are only a prior; they are
+    never evaluated and are left out of the calibration quantiles.
+    """
+    greet = ["hello", "hey", "hey there", "good morning", "good evening", "yo", "hello there", "hiya", "greetings",
+             "thank you", "thx", "great, thanks a lot", "ok", "cool", "bye", "see you", "nice", "lol", "sure",
+             "how's it going", "what's up", "good night", "you there?", "test", "ping"]
+    out = []
+    for g in greet:
+        out += [g, g.capitalize() + "!", g + "?", g.upper()]
+    capitals = ["Germany", "Italy", "Spain", "Japan", "Canada", "Brazil", "Egypt", "India", "Kenya", "Peru"]
+    out += [f"What is the capital of {c}?" for c in capitals] + [f"capital of {c}" for c in capitals]
+    out += [f"What is {a} + {b}?" for a, b in [(2, 3), (7, 5), (10, 4), (1, 1), (6, 9), (12, 8)]]
+    out += [f"what's {a} times {b}" for a, b in [(3, 4), (5, 6), (2, 8)]]
+    animals = ["cats", "dogs", "owls", "sharks", "bees", "penguins"]
+    out += [f"Tell me a fun fact about {a}." for a in animals] + [f"Do {a} sleep?" for a in animals]
+    out += [f"Translate '{w}' to {lang}." for w in ("good morning", "thank you", "cat") for lang in ("French", "Spanish")]
+    out += ["What color is the sky?", "How many days are in a week?", "Who wrote Hamlet?", "What is water made of?",
+            "Spell 'necessary'.", "What day comes after Monday?", "Give me a synonym for happy.",
+            "What's the opposite of cold?", "Is the sun a star?", "How many legs does a spider have?",
+            "Recommend a good movie.", "What time zone is London in?", "Say something nice.", "Tell me a pun."]
+    return out
+
+
+def anchor_rows(tasks: bool = True) -> tuple[list[str], list[float]]:
+    """Prompts and targets of all synthetic anchors: the trivial ones (target 0) and, with ``tasks``,
+    the kinds-of-task prior above. They train as one pseudo-set, "trivial"."""
+    prompts = trivial_prompts()
+    y = [0.0] * len(prompts)
+    if tasks:
+        for p, t in task_anchors():
+            prompts.append(p)
+            y.append(t)
+    return prompts, y

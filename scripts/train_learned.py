@@ -25,8 +25,7 @@ of a training set, from all the set's models (as for the lexical router): strong
 set's models by mean outcome, weak = weaker half, target = mean(strong outcomes) * (1 - mean(weak
 outcomes)) = P(a random strong model is right and a random weak one wrong). It needs no model names
 and transfers across pairs. Sets are weighted by n_set^-0.5; synthetic anchors, weight 0.25
-(``train_lexical.anchor_rows``: 161 chit-chat prompts at target 0 and the kinds-of-task prior of
-``scripts/anchors.py``). Trained on mmlu_pro, math_l5, crux, arena_hard_v1;
+(``scripts/anchors.py``: 161 chit-chat prompts at target 0 and the kinds-of-task prior). Trained on mmlu_pro, math_l5, crux, arena_hard_v1;
 routerbench_subset is evaluation only. Calibration: set-balanced quantiles of the training logits
 (the four sets weighted equally, anchors left out): threshold 0.5 sends about half of that mix to strong.
 
@@ -50,12 +49,10 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.util
 import json
 import os
 import sys
 import time
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -66,21 +63,14 @@ from dynamo.nemo_switchyard.routers import learned as L
 HERE = os.path.dirname(os.path.abspath(__file__))
 TRAIN_SETS = ("mmlu_pro", "math_l5", "crux", "arena_hard_v1")
 EVAL_ONLY = "routerbench_subset"
-from routing_pairs import PAIRS as _PAIRS  # noqa: E402 (scripts/ is on sys.path when run as a script)
+from anchors import anchor_rows  # noqa: E402 (scripts/ is on sys.path when run as a script)
+from routing_pairs import PAIRS as _PAIRS  # noqa: E402
 
 # The lexical script's pairs, plus GPT-4 vs GPT-3.5 on RouterBench.
 PAIRS = {**_PAIRS, EVAL_ONLY: [*_PAIRS[EVAL_ONLY], ("gpt-4-1106-preview", "gpt-3.5-turbo-1106")]}
 C = 1.0
 ALPHA = 0.5
 ANCHOR_WEIGHT = 0.25  # the learned head loses more on RouterBench from heavier anchors than the lexical one
-LEXICAL_ANCHOR_WEIGHT = 1.0  # train_lexical.py's default, for the lexical column
-
-
-def _train_lexical():
-    spec = importlib.util.spec_from_file_location("train_lexical", os.path.join(HERE, "train_lexical.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 # ------------------------------------------------------------------------------------------ encoder
@@ -140,10 +130,10 @@ def gain_targets(rows: list[dict], exclude: tuple[str, ...] = ()) -> np.ndarray:
 class Corpus:
     def __init__(self, data_dir: str, task_anchors: bool = True):
         self.rows = {s: load_labeled(os.path.join(data_dir, f"{s}.jsonl.gz")) for s in (*TRAIN_SETS, EVAL_ONLY)}
-        prompts, y_anchors = _train_lexical().anchor_rows(task_anchors)
+        prompts, y_anchors = anchor_rows(task_anchors)
         self.rows["trivial"] = [{"prompt": p, "outcomes": {}} for p in prompts]
         self.y = {s: gain_targets(self.rows[s]) for s in TRAIN_SETS}
-        self.y["trivial"] = y_anchors
+        self.y["trivial"] = np.array(y_anchors)
         t0 = time.time()
         self.emb, self.dense = {}, {}
         for s, rows in self.rows.items():
@@ -191,13 +181,14 @@ def eval_scores(c: Corpus, name: str, scores: np.ndarray, router: str, protocol:
 
 def lexical_scores(c: Corpus, sets: list[str], targets: list[str]) -> dict[str, np.ndarray]:
     """Retrain the lexical router on ``sets`` (+ anchors) with its own script and defaults; score ``targets``."""
-    tl = _train_lexical()
+    import train_lexical as tl  # needs scikit-learn: only for this column
+
     from dynamo.nemo_switchyard.routers.lexical import LexicalRouter
 
     rows = [r for s in [*sets, "trivial"] for r in c.rows[s]]
     y = np.concatenate([tl.targets(c.rows[s], "gain") for s in sets] + [c.y["trivial"]])
     set_ids = np.array([s for s in [*sets, "trivial"] for _ in c.rows[s]])
-    args = SimpleNamespace(C=1.0, alpha=0.5, min_df=5, max_terms=12000, min_weight=0.01, anchor_weight=LEXICAL_ANCHOR_WEIGHT)
+    args = tl.parser().parse_args([])  # the lexical script's own defaults
     router = LexicalRouter(weights=tl.fit(tl.Featurized([r["prompt"] for r in rows]), y, set_ids, args))
     return {t: np.array(router.score_batch([r["prompt"] for r in c.rows[t]])) for t in targets}
 

@@ -20,7 +20,7 @@ over all (strong, weak) pairs of P(strong right and weak wrong) for independent
 outcomes). It needs no model-name matching across sets and transfers across pairs.
 ``--target difficulty`` uses 1 - mean(weak outcomes) instead.
 
-Anchors: 161 synthetic chit-chat / one-line-trivia prompts (``trivial_prompts``)
+Anchors (``scripts/anchors.py``): 161 synthetic chit-chat / one-line-trivia prompts
 with target 0, plus a kinds-of-task prior (``scripts/anchors.py``: writing, role play,
 summarising, everyday explanations low; mathematics, coding, multi-step reasoning high),
 with a small weight (``--anchor-weight``), because the benchmarks have no such prompts
@@ -60,7 +60,8 @@ from dynamo.nemo_switchyard.routers import lexical as lx
 TRAIN_SETS = ("mmlu_pro", "math_l5", "crux", "arena_hard_v1")
 EVAL_ONLY = ("routerbench_subset",)
 
-from routing_pairs import PAIRS  # noqa: E402 (scripts/ is on sys.path when run as a script)
+from anchors import anchor_rows  # noqa: E402 (scripts/ is on sys.path when run as a script)
+from routing_pairs import PAIRS  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------ data / target
@@ -91,49 +92,6 @@ def targets(rows: list[dict], kind: str) -> np.ndarray:
         mw = sum(w) / len(w) if w else 0.5
         out.append(ms * (1.0 - mw) if kind == "gain" else 1.0 - mw)
     return np.clip(np.array(out), 0.0, 1.0)
-
-
-def trivial_prompts() -> list[str]:
-    """Synthetic anchor set: chit-chat and one-line trivia any model answers (target 0).
-
-    The benchmark sets contain no such prompts, and short benchmark prompts (MATH
-    problems) are hard, so without anchors the model extrapolates "short = hard"
-    and sends "hello" to the strong model. These anchors are only a prior; they are
-    never evaluated and are left out of the calibration quantiles.
-    """
-    greet = ["hello", "hey", "hey there", "good morning", "good evening", "yo", "hello there", "hiya", "greetings",
-             "thank you", "thx", "great, thanks a lot", "ok", "cool", "bye", "see you", "nice", "lol", "sure",
-             "how's it going", "what's up", "good night", "you there?", "test", "ping"]
-    out = []
-    for g in greet:
-        out += [g, g.capitalize() + "!", g + "?", g.upper()]
-    capitals = ["Germany", "Italy", "Spain", "Japan", "Canada", "Brazil", "Egypt", "India", "Kenya", "Peru"]
-    out += [f"What is the capital of {c}?" for c in capitals] + [f"capital of {c}" for c in capitals]
-    out += [f"What is {a} + {b}?" for a, b in [(2, 3), (7, 5), (10, 4), (1, 1), (6, 9), (12, 8)]]
-    out += [f"what's {a} times {b}" for a, b in [(3, 4), (5, 6), (2, 8)]]
-    animals = ["cats", "dogs", "owls", "sharks", "bees", "penguins"]
-    out += [f"Tell me a fun fact about {a}." for a in animals] + [f"Do {a} sleep?" for a in animals]
-    out += [f"Translate '{w}' to {lang}." for w in ("good morning", "thank you", "cat") for lang in ("French", "Spanish")]
-    out += ["What color is the sky?", "How many days are in a week?", "Who wrote Hamlet?", "What is water made of?",
-            "Spell 'necessary'.", "What day comes after Monday?", "Give me a synonym for happy.",
-            "What's the opposite of cold?", "Is the sun a star?", "How many legs does a spider have?",
-            "Recommend a good movie.", "What time zone is London in?", "Say something nice.", "Tell me a pun."]
-    return out
-
-
-def anchor_rows(tasks: bool = True) -> tuple[list[str], np.ndarray]:
-    """Prompts and targets of all synthetic anchors: the trivial ones (target 0) and, with ``tasks``,
-    the kinds-of-task prior of ``scripts/anchors.py``. They train as one pseudo-set, "trivial"."""
-    prompts = trivial_prompts()
-    y = [0.0] * len(prompts)
-    if tasks:
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        from anchors import task_anchors
-
-        for p, t in task_anchors():
-            prompts.append(p)
-            y.append(t)
-    return prompts, np.array(y)
 
 
 # ------------------------------------------------------------------------------------ features
@@ -286,7 +244,8 @@ class _Fixed:
         return [self.scores[p] for p in prompts]
 
 
-def main(argv=None) -> int:
+def parser() -> argparse.ArgumentParser:
+    """The command line; ``parser().parse_args([])`` gives the defaults (train_learned.py's lexical column)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="/work/shared/data/routing")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(lx.__file__), "lexical_weights.json"))
@@ -305,7 +264,11 @@ def main(argv=None) -> int:
     ap.add_argument("--no-eval", action="store_true")
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--report", help="write the evaluation results as JSON here")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
 
     t0 = time.time()
     data = {s: load_set(args.data, s) for s in TRAIN_SETS}

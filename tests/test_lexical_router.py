@@ -27,7 +27,7 @@ HARD = [
     "Implement a lock-free concurrent hash map in C++ with open addressing, supporting insert, erase and resize "
     "without blocking readers. Explain the memory ordering of every atomic operation you use.",
 ]
-# (none of these is among the synthetic anchors of scripts/train_lexical.py)
+# (none of these is among the synthetic anchors of scripts/anchors.py)
 EASY = ["hi", "What is the capital of France?", "Tell me a joke.", "thanks", "How are you today?"]
 
 

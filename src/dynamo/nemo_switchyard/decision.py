@@ -92,7 +92,7 @@ class Decider:
     def __init__(self, settings: Settings, saturation: Saturation | None = None) -> None:
         self.settings = settings
         self.tiers: list[Tier] = settings.tiers
-        self._rank = {tier.model: len(self.tiers) - i for i, tier in enumerate(self.tiers)}  # higher = stronger
+        self._index = {tier.model: i for i, tier in enumerate(self.tiers)}  # model -> tier, 0 = strongest
         self.default = Target(settings.router_type, settings.threshold)
         self._scorers: dict[str, Scorer] = {}
         self._loading: dict[str, asyncio.Lock] = {}
@@ -118,10 +118,7 @@ class Decider:
         return [{"tier": i, "model": tier.model, "cut_point": self.threshold if i == 0 else tier.cut} for i, tier in enumerate(self.tiers)]
 
     def tier_of(self, model: str) -> int | None:
-        for index, tier in enumerate(self.tiers):
-            if tier.model == model:
-                return index
-        return None
+        return self._index.get(model)
 
     def pinned(self, value: str) -> str | None:
         """The model an x-switchyard-model value names: strong, weak or a tier's model; None if none."""
@@ -129,7 +126,7 @@ class Decider:
             return self.tiers[0].model
         if value == WEAK:
             return self.tiers[-1].model
-        return value if value in self._rank else None
+        return value if value in self._index else None
 
     def target(self, model: Any) -> Target | None:
         """The routing target a model name asks for, or None for a real model (passthrough)."""
@@ -162,7 +159,7 @@ class Decider:
             threshold = context.threshold
         memory = self.affinity if context is not None and context.conversation is not None else None
         previous = memory.get(context.conversation) if memory is not None else None  # type: ignore[union-attr]
-        if previous is not None and previous not in self._rank:
+        if previous is not None and previous not in self._index:
             previous = None  # remembered under another configuration
         if context is not None:
             context.remembered = previous
@@ -198,9 +195,9 @@ class Decider:
             moved = self._off_saturated(index, score, threshold)
             if moved != index:
                 index, cause = moved, "load"
-        if previous is not None and settings.affinity == "escalate" and self._rank[previous] > self._rank[self.tiers[index].model]:
+        if previous is not None and settings.affinity == "escalate" and self._index[previous] < index:
             # escalate: never back down
-            index, cause = self.tier_of(previous), "affinity"  # type: ignore[assignment]
+            index, cause = self._index[previous], "affinity"
         return self._remember(memory, context, previous, self._decision(index, score, target.router, threshold, cause))
 
     def _fallback(self, router: str, threshold: float, why: str) -> Decision:
@@ -214,19 +211,16 @@ class Decider:
     def _remember(self, memory: AffinityStore | None, context: Context | None, previous: str | None, decision: Decision) -> Decision:
         """Keep the conversation's model: its first one (sticky) or its strongest so far (escalate)."""
         if memory is not None and context is not None and context.conversation is not None:
-            model, _ = apply_affinity(self.settings.affinity, previous, decision.model, self._rank.__getitem__)  # type: ignore[arg-type]
+            model, _ = apply_affinity(self.settings.affinity, previous, decision.model, lambda m: -self._index[m])  # type: ignore[arg-type]
             memory.put(context.conversation, model)
         return decision
 
     def _pick(self, score: float, threshold: float) -> int:
         """The strongest tier whose cut-point the score reaches (the top cut-point is ``threshold``)."""
-        if score >= threshold:
-            return 0
-        tiers = self.tiers
-        for index in range(1, len(tiers) - 1):
-            if score >= min(tiers[index].cut, threshold):
+        for index in range(len(self.tiers) - 1):
+            if score >= self._cut(index, threshold):
                 return index
-        return len(tiers) - 1
+        return len(self.tiers) - 1
 
     def _cut(self, index: int, threshold: float) -> float:
         """The lowest score that reaches tier ``index``."""

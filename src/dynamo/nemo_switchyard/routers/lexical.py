@@ -15,7 +15,7 @@ Features (computed on a window of the prompt: the whole prompt up to
   as words (one per 1.7 characters), they and Korean syllables each as three characters of
   length, and none of them as non-ASCII, so a Chinese question sizes like its English
   translation instead of like a one-word greeting (the training data is English); and a few
-  Chinese/Japanese task words join the English indicator groups (``_CJK_WORD_GROUPS``);
+  Chinese/Japanese task words join the English indicator groups (``_GROUP_WORDS``);
 * LaTeX / math markers (``\\frac``, ``\\sqrt``, ``$``, ``^{``, ...), code markers
   (``def``, ``return``, ``import``, fenced code, indentation, ``{``/``;`` line ends, ...);
 * multiple-choice options (lines ``A.`` / ``A)`` / ``(A)``), question marks,
@@ -100,20 +100,21 @@ _CODE_WORDS = frozenset(
     b"def return import class print function lambda const var self elif python java javascript sql".split()
 )
 _CODE_SYMBOLS = (b"```", b"{\n", b";\n", b"\n    ", b"\t", b"==", b"=>", b"</", b"#include", b"()")
-_WORD_GROUPS = tuple(
-    frozenset(g.encode().split())
-    for g in (
-        "what why how which who when where",
-        "explain describe discuss compare summarize summarise",
-        "prove proof derive justify",
-        "calculate compute find determine evaluate solve simplify",
-        "write implement create generate build design",
-        "code python javascript sql java rust script program function",
-        "story poem essay email letter joke song",
-        "fix debug error bug exception",
-        "step reason think",
-    )
+# Indicator groups of task words: English words (whole tokens) | Chinese / Japanese words (substrings:
+# these scripts have no spaces), one group per g_* feature, in FEATURE_NAMES order.
+_GROUP_WORDS = (
+    ("what why how which who when where", "什么 为什么 如何 怎么 哪 谁 何时 なぜ 何 どう どの 誰"),
+    ("explain describe discuss compare summarize summarise", "解释 说明 描述 比较 总结 説明 比較 要約"),
+    ("prove proof derive justify", "证明 推导 証明"),
+    ("calculate compute find determine evaluate solve simplify", "计算 求解 求出 求值 求和 求所有 解方程 化简 計算 解け 求め"),
+    ("write implement create generate build design", "写 实现 创建 生成 设计 書い 実装 作成"),
+    ("code python javascript sql java rust script program function", "代码 编程 程序 函数 コード プログラム 関数"),
+    ("story poem essay email letter joke song", "故事 诗 文章 邮件 笑话 歌词 物語 メール 手紙"),
+    ("fix debug error bug exception", "修复 调试 错误 异常 バグ エラー 修正"),
+    ("step reason think", "步骤 推理 思考 一步 ステップ 推論"),
 )
+_WORD_GROUPS = tuple(frozenset(english.encode().split()) for english, _ in _GROUP_WORDS)
+_CJK_GROUP_OF = {w.encode(): i for i, (_, cjk) in enumerate(_GROUP_WORDS) for w in cjk.split()}
 
 FEATURE_NAMES: tuple[str, ...] = (
     "log_chars", "tiny", "log_words", "log_lines", "mean_word_len",
@@ -122,6 +123,8 @@ FEATURE_NAMES: tuple[str, ...] = (
     "log_options", "has_options", "log_qmarks", "log_numbers", "max_number_len",
     "g_wh", "g_explain", "g_prove", "g_compute", "g_write", "g_code", "g_creative", "g_debug", "g_reason",
 )
+_FIRST_GROUP = FEATURE_NAMES.index("g_wh")  # where the word groups start in the features
+_CJK_WORDS_RE = re.compile(b"|".join(map(re.escape, sorted(_CJK_GROUP_OF, key=len, reverse=True))))
 
 
 def window(prompt: str) -> str:
@@ -129,26 +132,6 @@ def window(prompt: str) -> str:
     if len(prompt) <= MAX_CHARS:
         return prompt
     return prompt[:HEAD_CHARS] + "\n" + prompt[-TAIL_CHARS:]
-
-
-# Chinese / Japanese words for the groups above (same order), found as substrings: these scripts have no spaces.
-_CJK_GROUP_OF = {
-    w.encode(): i
-    for i, g in enumerate((
-        "什么 为什么 如何 怎么 哪 谁 何时 なぜ 何 どう どの 誰",
-        "解释 说明 描述 比较 总结 説明 比較 要約",
-        "证明 推导 証明",
-        "计算 求解 求出 求值 求和 求所有 解方程 化简 計算 解け 求め",
-        "写 实现 创建 生成 设计 書い 実装 作成",
-        "代码 编程 程序 函数 コード プログラム 関数",
-        "故事 诗 文章 邮件 笑话 歌词 物語 メール 手紙",
-        "修复 调试 错误 异常 バグ エラー 修正",
-        "步骤 推理 思考 一步 ステップ 推論",
-    ))
-    for w in g.split()
-}
-_FIRST_GROUP = FEATURE_NAMES.index("g_wh")  # where the word groups start in the features
-_CJK_WORDS_RE = re.compile(b"|".join(map(re.escape, sorted(_CJK_GROUP_OF, key=len, reverse=True))))
 
 
 def analyze(prompt: str) -> tuple[list[float], list[bytes]]:
