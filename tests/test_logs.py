@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import time
 import uuid
 from pathlib import Path
@@ -87,6 +88,24 @@ def test_valid_request_id(value, ok):
 def test_new_request_ids_are_16_hex_and_differ():
     ids = {logs.new_request_id() for _ in range(100)}
     assert len(ids) == 100 and all(len(i) == 16 and int(i, 16) >= 0 for i in ids)
+
+
+def test_forked_workers_make_different_request_ids():
+    # --workers N forks after start-up: each worker must not replay its parent's (or a sibling's) ids.
+    read, write = os.pipe()
+    children = []
+    for _ in range(2):
+        pid = os.fork()
+        if pid == 0:
+            os.write(write, logs.new_request_id().encode() + b"\n")
+            os._exit(0)
+        children.append(pid)
+    for pid in children:
+        os.waitpid(pid, 0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        from_children = pipe.read().split()
+    assert len(from_children) == 2 and len({*from_children, logs.new_request_id()}) == 3
 
 
 # ------------------------------------------------------------------ through the server

@@ -201,3 +201,33 @@ def test_multiprocess_mode_sums_over_processes(tmp_path, monkeypatch: pytest.Mon
     finally:
         monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
         values.ValueClass = values.get_value_class()
+
+
+def test_one_process_families_match_prometheus_client(metrics: Metrics):
+    # The lock-free families of one process expose what prometheus_client's own would: same names, labels,
+    # cumulative "le" buckets (a value equal to a bound counts in it), sums and counts.
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+    registry = CollectorRegistry()
+    reference_scores = Histogram("switchyard_router_score", "Router scores.", ["router"],
+                                 buckets=[round(0.05 * i, 2) for i in range(1, 21)], registry=registry)
+    reference_requests = Counter("switchyard_requests", "Requests by routing decision and HTTP status.", ["decision", "status"], registry=registry)
+    for value in (0.0, 0.05, 0.5, 0.50001, 0.999, 1.0):
+        metrics.scores.labels("lexical").observe(value)
+        reference_scores.labels("lexical").observe(value)
+    metrics.requests.labels("weak", "200").inc(3)
+    reference_requests.labels("weak", "200").inc(3)
+    ours = {k: v for k, v in _samples(metrics).items() if k[0].startswith(("switchyard_router_score", "switchyard_requests"))}
+    theirs = {}
+    for family in text_string_to_metric_families(generate_latest(registry).decode()):
+        for sample in family.samples:
+            if not sample.name.endswith("_created"):
+                theirs[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    assert ours == theirs
+
+
+def test_counters_only_go_up(metrics: Metrics):
+    with pytest.raises(ValueError):
+        metrics.requests.labels("weak", "200").inc(-1)
+    with pytest.raises(ValueError):
+        metrics.requests.labels("weak")  # a label missing

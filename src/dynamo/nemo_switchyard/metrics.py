@@ -3,17 +3,26 @@
 With several worker processes, prometheus_client's multiprocess mode (enabled by
 ``server.py`` through ``PROMETHEUS_MULTIPROC_DIR`` before this module is imported)
 makes every worker's ``/metrics`` and ``/stats`` report the sum over all workers.
+In one process, the per-request counters and histograms are plain numbers that a
+collector hands to prometheus_client at scrape time: they are only updated on the
+event loop, so they need neither its lock nor its per-update checks (the ten updates
+of a routed request took ~13.6 µs through prometheus_client, ~2.7 µs so, timeit here).
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import os
 import time
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -38,6 +47,84 @@ class _CachedLabels:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._metric, name)
+
+
+class _CounterChild:
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        if amount < 0:
+            raise ValueError("counters can only be incremented by non-negative amounts")
+        self.value += amount
+
+
+class _HistogramChild:
+    __slots__ = ("_bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self._bounds = bounds
+        self.counts = [0] * len(bounds)  # per bucket, not cumulative; the last bound is +Inf
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self._bounds, value)] += 1  # the first bound >= value: Prometheus' "le"
+        self.sum += value
+
+
+class _Local:
+    """A counter or histogram family kept in this process's own numbers (see the module docstring)."""
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str] = (), buckets: Sequence[float] | None = None) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
+        self.bounds = None if buckets is None else (*sorted(float(b) for b in buckets), math.inf)
+        self._children: dict[tuple[str, ...], Any] = {}
+        if not self.labelnames:
+            self._unlabelled = self.labels()  # exposed (at 0) from the start, as prometheus_client does
+
+    def labels(self, *values: str) -> Any:
+        child = self._children.get(values)
+        if child is None:
+            if len(values) != len(self.labelnames):
+                raise ValueError(f"{self.name} takes labels {self.labelnames}, got {values}")
+            values = tuple(str(value) for value in values)
+            child = self._children[values] = _CounterChild() if self.bounds is None else _HistogramChild(self.bounds)
+        return child
+
+    def inc(self, amount: float = 1.0) -> None:
+        self._unlabelled.inc(amount)
+
+    def observe(self, value: float) -> None:
+        self._unlabelled.observe(value)
+
+    def family(self) -> Metric:
+        if self.bounds is None:
+            counter = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+            for values, child in self._children.items():
+                counter.add_metric(values, child.value)
+            return counter
+        histogram = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        les = [floatToGoString(bound) for bound in self.bounds]
+        for values, child in self._children.items():
+            running, buckets = 0, []
+            for le, count in zip(les, child.counts):
+                running += count
+                buckets.append((le, running))
+            histogram.add_metric(values, buckets, child.sum)
+        return histogram
+
+
+class _LocalCollector(Collector):
+    def __init__(self) -> None:
+        self.families: list[_Local] = []
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.families:
+            yield family.family()
 
 
 class _InFlight:
@@ -77,78 +164,60 @@ class Metrics:
             self._collect_registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(self._collect_registry)
         r = self.registry
-        self.requests = _CachedLabels(
-            Counter("switchyard_requests", "Requests by routing decision and HTTP status.", ["decision", "status"], registry=r)
+        self._local = _LocalCollector()
+        if not self.multiprocess:
+            r.register(self._local)
+        counter, histogram = self._counter, self._histogram
+        self.requests = counter("switchyard_requests", "Requests by routing decision and HTTP status.", ["decision", "status"])
+        self.scores = histogram("switchyard_router_score", "Router scores.", ["router"], _SCORE_BUCKETS)
+        self.routing_latency = histogram(
+            "switchyard_routing_latency_seconds", "Time to decide a route (extraction and scoring).", [], _LATENCY_BUCKETS
         )
-        self.scores = _CachedLabels(
-            Histogram("switchyard_router_score", "Router scores.", ["router"], buckets=_SCORE_BUCKETS, registry=r)
+        self.upstream_ttfb = histogram("switchyard_upstream_ttfb_seconds", "Backend time to response headers.", ["model"], _UPSTREAM_BUCKETS)
+        self.upstream_ttft = histogram(
+            "switchyard_upstream_ttft_seconds",
+            "Backend time to the first body chunk of a streamed routed answer (time to first token, as the client sees it).",
+            ["model"], _UPSTREAM_BUCKETS,
         )
-        self.routing_latency = Histogram(
-            "switchyard_routing_latency_seconds", "Time to decide a route (extraction and scoring).", buckets=_LATENCY_BUCKETS, registry=r
-        )
-        self.upstream_ttfb = _CachedLabels(
-            Histogram("switchyard_upstream_ttfb_seconds", "Backend time to response headers.", ["model"], buckets=_UPSTREAM_BUCKETS, registry=r)
-        )
-        self.upstream_ttft = _CachedLabels(
-            Histogram(
-                "switchyard_upstream_ttft_seconds",
-                "Backend time to the first body chunk of a streamed routed answer (time to first token, as the client sees it).",
-                ["model"], buckets=_UPSTREAM_BUCKETS, registry=r,
-            )
-        )
-        self.upstream_duration = _CachedLabels(
-            Histogram(
-                "switchyard_upstream_duration_seconds", "Backend time to the end of the body.", ["model"], buckets=_UPSTREAM_BUCKETS, registry=r
-            )
+        self.upstream_duration = histogram(
+            "switchyard_upstream_duration_seconds", "Backend time to the end of the body.", ["model"], _UPSTREAM_BUCKETS
         )
         self.in_flight = _InFlight(
             Gauge("switchyard_in_flight_requests", "Requests being served now.", registry=r, multiprocess_mode="livesum"),
             shared=self.multiprocess,
         )
-        self.upstream_errors = _CachedLabels(
-            Counter("switchyard_upstream_errors", "Failed backend exchanges by kind.", ["kind"], registry=r)
+        self.upstream_errors = counter("switchyard_upstream_errors", "Failed backend exchanges by kind.", ["kind"])
+        self.fallbacks = counter("switchyard_fallbacks", "Requests sent to the fallback model, by reason.", ["reason"])
+        self.retries = counter(
+            "switchyard_retries", "Backend requests retried after a connection error before the response head, by kind.", ["kind"]
         )
-        self.fallbacks = _CachedLabels(
-            Counter("switchyard_fallbacks", "Requests sent to the fallback model, by reason.", ["reason"], registry=r)
+        self.failovers = counter(
+            "switchyard_failovers", "Routed requests sent to the other model after theirs failed.", ["from_model", "to_model"]
         )
-        self.retries = _CachedLabels(
-            Counter("switchyard_retries", "Backend requests retried after a connection error before the response head, by kind.", ["kind"], registry=r)
+        self.tokens = counter("switchyard_tokens", "Tokens in backend answers' usage, by model and kind (input, output).", ["model", "kind"])
+        self.cost = counter("switchyard_cost_usd", "Estimated cost of answered requests in US dollars (--prices), by model.", ["model"])
+        self.strong_cost = counter(
+            "switchyard_strong_cost_usd", "What the routed requests would have cost on the strong model (same tokens).", []
         )
-        self.failovers = _CachedLabels(
-            Counter("switchyard_failovers", "Routed requests sent to the other model after theirs failed.", ["from_model", "to_model"], registry=r)
-        )
-
-        self.tokens = _CachedLabels(
-            Counter("switchyard_tokens", "Tokens in backend answers' usage, by model and kind (input, output).", ["model", "kind"], registry=r)
-        )
-        self.cost = _CachedLabels(
-            Counter("switchyard_cost_usd", "Estimated cost of answered requests in US dollars (--prices), by model.", ["model"], registry=r)
-        )
-        self.strong_cost = Counter(
-            "switchyard_strong_cost_usd", "What the routed requests would have cost on the strong model (same tokens).", registry=r
-        )
-        self.savings = Counter(
+        self.savings = counter(
             "switchyard_savings_usd",
             "Estimated saving of routed requests against the strong model (strong-model cost minus actual; at least 0 per request).",
-            registry=r,
+            [],
         )
         # -- routing beyond one threshold (issue: tiers, affinity, budget, load) --
-        self.reasons = _CachedLabels(
-            Counter("switchyard_decision_reasons", "Routed requests by the reason for their model: score, budget, load, affinity, "
-                    "override, fallback, passthrough.", ["reason"], registry=r)
+        self.reasons = counter(
+            "switchyard_decision_reasons",
+            "Routed requests by the reason for their model: score, budget, load, affinity, override, fallback, passthrough.",
+            ["reason"],
         )
-        self.tiers = _CachedLabels(
-            Counter("switchyard_tier_requests", "Routed requests by tier (0 = strongest) and model.", ["tier", "model"], registry=r)
-        )
+        self.tiers = counter("switchyard_tier_requests", "Routed requests by tier (0 = strongest) and model.", ["tier", "model"])
         self.threshold = Gauge(
             "switchyard_threshold", "The live threshold (top cut-point); it moves with --target-strong-fraction.",
             registry=r, multiprocess_mode="mostrecent",
         )
-        self.affinity_lookups = _CachedLabels(
-            Counter("switchyard_affinity_lookups", "Conversation lookups: hit (a model remembered) or miss.", ["result"], registry=r)
-        )
-        self.affinity_evictions = _CachedLabels(
-            Counter("switchyard_affinity_evictions", "Conversations forgotten: lru (memory full) or ttl (idle too long).", ["kind"], registry=r)
+        self.affinity_lookups = counter("switchyard_affinity_lookups", "Conversation lookups: hit (a model remembered) or miss.", ["result"])
+        self.affinity_evictions = counter(
+            "switchyard_affinity_evictions", "Conversations forgotten: lru (memory full) or ttl (idle too long).", ["kind"]
         )
         self.affinity_entries = Gauge(
             "switchyard_affinity_conversations", "Conversations remembered (per process; summed over workers).",
@@ -167,6 +236,22 @@ class Metrics:
                   registry=r, multiprocess_mode="mostrecent")
         )
         self.started = time.time()
+
+    def _counter(self, name: str, documentation: str, labelnames: list[str]) -> Any:
+        if not self.multiprocess:
+            return self._add(_Local(name, documentation, labelnames))
+        metric = Counter(name, documentation, labelnames, registry=self.registry)
+        return _CachedLabels(metric) if labelnames else metric
+
+    def _histogram(self, name: str, documentation: str, labelnames: list[str], buckets: Sequence[float]) -> Any:
+        if not self.multiprocess:
+            return self._add(_Local(name, documentation, labelnames, buckets))
+        metric = Histogram(name, documentation, labelnames, buckets=buckets, registry=self.registry)
+        return _CachedLabels(metric) if labelnames else metric
+
+    def _add(self, family: _Local) -> _Local:
+        self._local.families.append(family)
+        return family
 
     def exposition(self) -> bytes:
         return generate_latest(self._collect_registry)

@@ -37,7 +37,10 @@ class Scorer:
     async def score(self, prompt: str, timeout: float) -> float:
         """Score one prompt; raise ScoringTimeout or RouterError."""
         if self.router.inline:
-            return _checked(self.router.score_batch((prompt,)))[0]
+            scores = self.router.score_batch((prompt,))
+            if len(scores) == 1 and type(score := scores[0]) is float and 0.0 <= score <= 1.0:  # the common case (NaN fails it)
+                return score
+            return _checked(scores)[0]
         if not self._workers:
             self._start()
         future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
