@@ -113,6 +113,12 @@ class Authenticator:
         return kept
 
 
+# A dot, a percent sign or a backslash: what decoding could turn into a '..' segment. One regex
+# search rather than ``b"." in path``: on Python 3.11 ``bytes in bytes`` first tries the operand as
+# an integer and raises and clears a TypeError, ~2,000 instructions a test (callgrind).
+_DECODABLE = re.compile(rb"[.%\\]").search
+
+
 def unsafe_target(target: bytes) -> str | None:
     """Why a request target must not be forwarded, or None: only ``/path?query`` reaches the backend."""
     if target[:1] != b"/":
@@ -120,7 +126,7 @@ def unsafe_target(target: bytes) -> str | None:
     if target[:2] == b"//":
         return "request target must not start with //"
     path = target.split(b"?", 1)[0]
-    if b"." not in path and b"%" not in path and b"\\" not in path:
+    if _DECODABLE(path) is None:
         return None  # the common case: nothing to decode
     for _ in range(4):  # decoded again and again: a lenient backend may decode %252e%252e twice
         slashed = path.replace(b"\\", b"/")  # some servers take a backslash for a slash

@@ -69,7 +69,7 @@ def _only_model_key_span(raw: bytes) -> list[tuple[int, int]] | None:
     key and no key can be spelled with a ``\\u`` escape, it is the top-level key
     (the caller has checked that a top-level ``model`` exists).
     """
-    if b"\\u" in raw:
+    if raw.find(b"\\u") >= 0:  # find, not in: bytes-in-bytes raises and clears a TypeError first on Python 3.11
         return None
     found = None
     start = raw.find(_MODEL_KEY)

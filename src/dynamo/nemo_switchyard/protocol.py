@@ -247,7 +247,8 @@ class HttpProtocol(asyncio.Protocol):
         request = Request(
             method=parser.get_method().decode("ascii", "replace"),
             target=target,
-            path=unquote(path.decode("latin-1")) if b"%" in path else path.decode("latin-1"),
+            # find, not in: bytes-in-bytes raises and clears a TypeError first on Python 3.11
+            path=unquote(path.decode("latin-1")) if path.find(b"%") >= 0 else path.decode("latin-1"),
             headers=self._headers,
             body=b"".join(self._body) if len(self._body) != 1 else self._body[0],
             http_version=parser.get_http_version(),

@@ -68,7 +68,7 @@ class Tap:
 
 def read_usage(body: bytes, content_type: bytes | None, content_encoding: bytes | None = None, complete: bool = True) -> Usage | None:
     """The usage in a response body (or the tail of a stream), or None when it has none."""
-    if content_type is not None and b"event-stream" in content_type.lower():
+    if content_type is not None and content_type.lower().find(b"event-stream") >= 0:  # find, not in: bytes-in-bytes raises and clears a TypeError first on Python 3.11
         return _from_stream(body)
     if not complete:
         return None
@@ -124,7 +124,7 @@ def _from_stream(tail: bytes) -> Usage | None:
     """Scan SSE events from the end for usage; input and output may come from different events."""
     tokens_in = tokens_out = None
     for event in reversed(tail.replace(b"\r\n", b"\n").split(b"\n\n")):
-        if b'"usage"' not in event:
+        if event.find(b'"usage"') < 0:  # find, not in: see read_usage
             continue
         for line in event.split(b"\n"):
             if not line.startswith(b"data:"):

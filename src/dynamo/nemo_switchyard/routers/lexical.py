@@ -155,12 +155,12 @@ def analyze(prompt: str) -> tuple[list[float], list[bytes]]:
     max_num = max(map(len, numbers)) if numbers else 0
     options = len(_OPTION_RE.findall(b"\n" + b))
     latex = len(_LATEX_WORDS & uni)
-    for m in _LATEX_SYMBOLS:
-        if m in b:
+    for m in _LATEX_SYMBOLS:  # b.find, not ``m in b``: on Python 3.11 that first tries m as an integer
+        if b.find(m) >= 0:  # and raises and clears a TypeError, which was a fifth of this function's cost
             latex += 1
     code = len(_CODE_WORDS & uni)
     for m in _CODE_SYMBOLS:
-        if m in b:
+        if b.find(m) >= 0:
             code += 1
     feats = [
         math.log1p(n_full),
