@@ -174,9 +174,10 @@ class Decider:
         if not prompt.strip():
             log.info("routing fell back: the request has no text to score")
             return self._fallback(target.router, threshold, "empty_prompt")
-        scorer = await self.scorer(target.router)
+        scorer = self._scorers.get(target.router) or await self.scorer(target.router)
         try:
-            score = await scorer.score(prompt, settings.router_timeout)
+            # a cheap router is called directly: two coroutines fewer per request
+            score = scorer.score_inline(prompt) if scorer.router.inline else await scorer.score(prompt, settings.router_timeout)
         except ScoringTimeout as exc:
             log.warning("routing fell back: %s", exc)
             return self._fallback(target.router, threshold, "router_timeout")

@@ -34,13 +34,17 @@ class Scorer:
         self._workers: list[asyncio.Task[None]] = []
         self._executor: ThreadPoolExecutor | None = None
 
+    def score_inline(self, prompt: str) -> float:
+        """Score one prompt with a cheap (``inline``) router right here: no coroutine, no queue."""
+        scores = self.router.score_batch((prompt,))
+        if len(scores) == 1 and type(score := scores[0]) is float and 0.0 <= score <= 1.0:  # the common case (NaN fails it)
+            return score
+        return _checked(scores)[0]
+
     async def score(self, prompt: str, timeout: float) -> float:
         """Score one prompt; raise ScoringTimeout or RouterError."""
         if self.router.inline:
-            scores = self.router.score_batch((prompt,))
-            if len(scores) == 1 and type(score := scores[0]) is float and 0.0 <= score <= 1.0:  # the common case (NaN fails it)
-                return score
-            return _checked(scores)[0]
+            return self.score_inline(prompt)
         if not self._workers:
             self._start()
         future: asyncio.Future[float] = asyncio.get_running_loop().create_future()

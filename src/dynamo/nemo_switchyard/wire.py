@@ -46,13 +46,20 @@ class Request:
 
 
 def filtered(headers: Iterable[tuple[bytes, bytes]], drop: frozenset[bytes]) -> Headers:
-    """``headers`` without those in ``drop`` and those named in a Connection header."""
-    headers = list(headers)
-    named: set[bytes] = set()
-    for name, value in headers:
-        if name.lower() == b"connection":
-            named.update(token.strip().lower() for token in value.split(b","))
-    return [(name, value) for name, value in headers if (lower := name.lower()) not in drop and lower not in named]
+    """``headers`` without those in ``drop`` and those named in a Connection header
+    (``drop`` must hold ``connection``). Each name is lower-cased once: this runs twice per request."""
+    kept: list[tuple[bytes, tuple[bytes, bytes]]] = []
+    named: set[bytes] | None = None
+    for header in headers:
+        lower = header[0].lower()
+        if lower not in drop:
+            kept.append((lower, header))
+        elif lower == b"connection":
+            named = named or set()
+            named.update(token.strip().lower() for token in header[1].split(b","))
+    if named:
+        return [header for lower, header in kept if lower not in named]
+    return [header for _, header in kept]
 
 
 def request_head(method: str, target: bytes, host: bytes, headers: Headers, body_length: int | None) -> bytes:
