@@ -95,11 +95,11 @@ _LATEX = b"\\$"
 _PUNCT = b".,;:!?'\""
 
 _LATEX_WORDS = frozenset(b"frac dfrac tfrac sqrt cdot leq geq infty binom mathbf mathrm overline ldots cdots".split())
-_LATEX_SYMBOLS = (b"$", b"^{", b"_{", b"\\(", b"\\[")
+_LATEX_MARKS = ("$", "^{", "_{", "\\(", "\\[")  # str, not bytes: see analyze
 _CODE_WORDS = frozenset(
     b"def return import class print function lambda const var self elif python java javascript sql".split()
 )
-_CODE_SYMBOLS = (b"```", b"{\n", b";\n", b"\n    ", b"\t", b"==", b"=>", b"</", b"#include", b"()")
+_CODE_MARKS = ("```", "{\n", ";\n", "\n    ", "\t", "==", "=>", "</", "#include", "()")
 # Indicator groups of task words: English words (whole tokens) | Chinese / Japanese words (substrings:
 # these scripts have no spaces), one group per g_* feature, in FEATURE_NAMES order.
 _GROUP_WORDS = (
@@ -154,13 +154,18 @@ def analyze(prompt: str) -> tuple[list[float], list[bytes]]:
     numbers = b.translate(_DIGIT_RUNS).split()
     max_num = max(map(len, numbers)) if numbers else 0
     options = len(_OPTION_RE.findall(b"\n" + b))
+    # The ASCII markers are looked up in the str window, not in its UTF-8 bytes (the same answer, as
+    # UTF-8 keeps ASCII as is): on Python 3.11 ``m in b`` first tries m as an integer and raises and
+    # clears a TypeError, and ``b.find`` parses its arguments the old way; ``in`` on str does neither
+    # (callgrind, a whole score of a short prompt: ~119,000 instructions with ``m in b``, ~103,000
+    # with ``b.find(m)``, ~90,000 so).
     latex = len(_LATEX_WORDS & uni)
-    for m in _LATEX_SYMBOLS:  # b.find, not ``m in b``: on Python 3.11 that first tries m as an integer
-        if b.find(m) >= 0:  # and raises and clears a TypeError, which was a fifth of this function's cost
+    for m in _LATEX_MARKS:
+        if m in win:
             latex += 1
     code = len(_CODE_WORDS & uni)
-    for m in _CODE_SYMBOLS:
-        if b.find(m) >= 0:
+    for m in _CODE_MARKS:
+        if m in win:
             code += 1
     feats = [
         math.log1p(n_full),
