@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dynamo.nemo_switchyard.wire import (
-    HOP_BY_HOP, LAST_CHUNK, NOT_FORWARDED, NOT_RETURNED, Request, chunk, filtered, request_head, response_head,
+    CHUNK, HOP_BY_HOP, LAST_CHUNK, NOT_FORWARDED, NOT_RETURNED, Request, filtered, request_head, response_head,
 )
 
 HOP = [b"Connection", b"Keep-Alive", b"TE", b"Transfer-Encoding", b"Upgrade", b"Proxy-Authorization", b"Proxy-Authenticate",
@@ -168,6 +168,9 @@ def test_response_head_keeps_the_backends_reason_and_names_unknown_statuses():
 
 
 def test_chunk_exact_bytes():
+    def chunk(data: bytes) -> bytes:
+        return CHUNK % (len(data), data)
+
     assert chunk(b"hello") == b"5\r\nhello\r\n"
     assert chunk(b"x" * 255) == b"ff\r\n" + b"x" * 255 + b"\r\n"
     assert chunk(b"\r\n") == b"2\r\n\r\n\r\n"

@@ -22,7 +22,7 @@ import httptools
 
 from .errors import error_body
 from .logs import REQUEST_ID_HEADER, new_request_id
-from .wire import LAST_CHUNK, Headers, Request, chunk, response_head
+from .wire import CHUNK, LAST_CHUNK, Headers, Request, response_head
 
 log = logging.getLogger("switchyard.protocol")
 
@@ -84,7 +84,7 @@ class Responder:
 
     def write(self, data: bytes) -> None:
         if data and not self._protocol.closed and not self._head_only:
-            self._transport.write(chunk(data) if self._chunked else data)
+            self._transport.write(CHUNK % (len(data), data) if self._chunked else data)
 
     def end(self) -> None:
         """The body is complete."""

@@ -165,12 +165,6 @@ class Exchange:
         if not self._head.done():
             self._head.set_result(None)
 
-    def _on_body(self, data: bytes) -> None:
-        if self._sink is not None:
-            self._sink.write(data)
-        else:
-            self._pending.append(data)
-
     def _finish(self) -> None:
         self._stop_timer()
         connection = self._connection
@@ -267,8 +261,12 @@ class _Connection(asyncio.Protocol):
             self.exchange._on_head(self.parser.get_status_code(), self.parser.should_keep_alive())
 
     def on_body(self, body: bytes) -> None:
-        if self.exchange is not None:
-            self.exchange._on_body(body)
+        exchange = self.exchange  # once per chunk of a stream: Exchange._on_body inlined
+        if exchange is not None:
+            if exchange._sink is not None:
+                exchange._sink.write(body)
+            else:
+                exchange._pending.append(body)
 
     def on_message_complete(self) -> None:
         if self.exchange is not None:

@@ -86,9 +86,7 @@ def response_head(status: int, reason: bytes | None, headers: Headers, framing: 
     return b"".join(lines)
 
 
-def chunk(data: bytes) -> bytes:
-    """``data`` as one chunk of a chunked body."""
-    return b"%x\r\n%b\r\n" % (len(data), data)
+CHUNK = b"%x\r\n%b\r\n"  # one chunk of a chunked body: CHUNK % (len(data), data), formatted inline per chunk of a stream
 
 
 LAST_CHUNK = b"0\r\n\r\n"
