@@ -6,8 +6,10 @@ import gzip
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from dynamo.nemo_switchyard.usage import Tap, Usage, read_usage
+from dynamo.nemo_switchyard.usage import Tap, Usage, _read_event, read_usage
 
 JSON = b"application/json"
 SSE = b"text/event-stream; charset=utf-8"
@@ -122,3 +124,35 @@ def test_long_answers_are_not_parsed_whole():
     text = "x" * 1_000_000
     body = orjson.dumps({"choices": [{"message": {"content": text}}], "usage": {"prompt_tokens": 1, "completion_tokens": 2}})
     assert read_usage(body, JSON) == Usage(1, 2)
+
+
+def _reference_from_stream(tail: bytes) -> Usage | None:
+    """The straightforward reading that usage._from_stream must agree with: every event, from the end."""
+    tokens_in = tokens_out = None
+    for event in reversed(tail.replace(b"\r\n", b"\n").split(b"\n\n")):
+        tokens_in, tokens_out = _read_event(event, tokens_in, tokens_out)
+        if tokens_in is not None and tokens_out is not None:
+            break
+    if tokens_in is None and tokens_out is None:
+        return None
+    return Usage(tokens_in or 0, tokens_out or 0)
+
+
+_PAYLOADS = [
+    b'{"choices":[{"delta":{"content":"x"}}]}', b'{"usage":null}', b'{"usage":{"prompt_tokens":7,"completion_tokens":3}}',
+    b'{"usage":{"prompt_tokens":8}}', b'{"type":"message_start","message":{"usage":{"input_tokens":11,"output_tokens":1}}}',
+    b'{"type":"message_delta","usage":{"output_tokens":42}}',
+    b'{"type":"response.completed","response":{"usage":{"input_tokens":5,"output_tokens":6}}}',
+    b'{"text":"\\"usage\\": {\\"prompt_tokens\\": 1}"}', b"[DONE]",
+]
+_LINES = st.sampled_from([b"data: " + payload for payload in _PAYLOADS] + [b"data:" + _PAYLOADS[2], b": comment", b"event: message_delta"])
+_EVENTS = st.lists(st.tuples(st.lists(_LINES, min_size=1, max_size=3), st.sampled_from([b"\n", b"\r\n"])), max_size=12)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_EVENTS, st.integers(min_value=0, max_value=60))
+def test_stream_usage_matches_reading_every_event(events: list[tuple[list[bytes], bytes]], cut: int):
+    # Any arrangement of events (each with \n or \r\n line ends), comments and a cut-off start: the
+    # events that hold "usage" are read alone, and the answer is the one from reading every event.
+    tail = b"".join(end.join(lines) + end + end for lines, end in events)[cut:]
+    assert read_usage(tail, SSE) == _reference_from_stream(tail)

@@ -121,30 +121,45 @@ def _decoded(body: bytes, content_encoding: bytes | None) -> bytes | None:
 
 
 def _from_stream(tail: bytes) -> Usage | None:
-    """Scan SSE events from the end for usage; input and output may come from different events."""
+    """Scan SSE events from the end for usage; input and output may come from different events.
+
+    Only the events that hold ``"usage"`` are cut out and read (found with ``rfind`` from the end):
+    splitting the whole tail into events cost more than relaying a stream's chunks did."""
     tokens_in = tokens_out = None
-    for event in reversed(tail.replace(b"\r\n", b"\n").split(b"\n\n")):
-        if event.find(b'"usage"') < 0:  # find, not in: see read_usage
-            continue
-        for line in event.split(b"\n"):
-            if not line.startswith(b"data:"):
-                continue
-            try:
-                data = orjson.loads(line[5:])
-            except orjson.JSONDecodeError:
-                continue  # the first event of the tail may be cut
-            if not isinstance(data, dict):
-                continue
-            for holder in (data, data.get("response"), data.get("message")):
-                if isinstance(holder, dict) and "usage" in holder:
-                    found_in, found_out = _counts(holder["usage"])
-                    tokens_in = found_in if tokens_in is None else tokens_in
-                    tokens_out = found_out if tokens_out is None else tokens_out
-        if tokens_in is not None and tokens_out is not None:
+    end = len(tail)
+    while tokens_in is None or tokens_out is None:
+        at = tail.rfind(b'"usage"', 0, end)
+        if at < 0:
             break
+        # The event holding it: from after the blank line before it to the blank line after it
+        # (blank lines end with \n\n or \n\r\n: lines end with \n or \r\n).
+        start = max(tail.rfind(b"\n\n", 0, at), tail.rfind(b"\n\r\n", 0, at)) + 1
+        stops = [i for i in (tail.find(b"\n\n", at), tail.find(b"\n\r\n", at)) if i >= 0]
+        event = tail[start:min(stops)] if stops else tail[start:]
+        end = start
+        tokens_in, tokens_out = _read_event(event, tokens_in, tokens_out)
     if tokens_in is None and tokens_out is None:
         return None
     return Usage(tokens_in or 0, tokens_out or 0)
+
+
+def _read_event(event: bytes, tokens_in: int | None, tokens_out: int | None) -> tuple[int | None, int | None]:
+    """The counts still missing, from the usage objects of one SSE event's data lines."""
+    for line in event.replace(b"\r\n", b"\n").split(b"\n"):
+        if not line.startswith(b"data:"):
+            continue
+        try:
+            data = orjson.loads(line[5:])
+        except orjson.JSONDecodeError:
+            continue  # the first event of the tail may be cut
+        if not isinstance(data, dict):
+            continue
+        for holder in (data, data.get("response"), data.get("message")):
+            if isinstance(holder, dict) and "usage" in holder:
+                found_in, found_out = _counts(holder["usage"])
+                tokens_in = found_in if tokens_in is None else tokens_in
+                tokens_out = found_out if tokens_out is None else tokens_out
+    return tokens_in, tokens_out
 
 
 def _counts(usage: Any) -> tuple[int | None, int | None]:
