@@ -1,4 +1,4 @@
-"""CPU instructions per proxied request, counted by valgrind (callgrind): a noise-free cost figure.
+"""CPU instructions per proxied request or stream, counted by valgrind (callgrind): a noise-free cost figure.
 
 On this shared 2-core VM, requests/s and CPU time per request move by +-20 % between runs of
 the same build, which hides a 5 % change. Instructions executed in user space per request do
@@ -8,11 +8,16 @@ confirm a real gain with ``bench/run.sh`` as well.
 
     .venv/bin/python bench/instructions.py                       # this checkout, router lexical
     .venv/bin/python bench/instructions.py --src /tmp/old --src .  # compare two source trees
+    .venv/bin/python bench/instructions.py --streams 200         # per paced SSE stream instead
 
-Each tree's ``src`` goes first on PYTHONPATH. The proxy runs under callgrind in front of nginx
-(fixed JSON answer); after 200 warm-up requests the counters are zeroed, ``hey`` sends
-``--requests`` routed non-streaming requests at concurrency 32, and the counters are dumped.
-Needs valgrind and hey (Debian packages: valgrind, hey) and nginx. About 30 s per tree.
+Each tree's ``src`` goes first on PYTHONPATH. The proxy runs under callgrind; after a warm-up the
+counters are zeroed, the load runs, and the counters are dumped. Plain: ``hey`` sends ``--requests``
+routed non-streaming requests at concurrency 32 to an nginx backend (fixed JSON answer). Streams:
+``bench/stream_client.c`` opens ``--streams`` streams over a second against ``bench/sse_backend.c``
+(``--chunks`` content chunks 20 ms apart, then usage and [DONE]); run it with ``--chunks 10`` and
+``--chunks 50`` and divide the difference by 40 for the cost of one relayed chunk (streams are
+paced in time, so these counts repeat within ~1 %). Needs valgrind, hey, nginx and gcc
+(Debian packages). About 30-40 s per tree.
 """
 
 from __future__ import annotations
@@ -30,38 +35,48 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run as bench  # the benchmark's nginx config, body and process helpers
 
+HERE = Path(__file__).resolve().parent
 
-def measure(src: Path, router: str, requests: int, concurrency: int, tmp: Path, nginx_port: int) -> dict:
-    body = tmp / "body.json"
+
+def measure(src: Path, args: argparse.Namespace, tmp: Path, backend_port: int) -> dict:
     port = bench.free_port()
     out = tmp / f"callgrind-{port}.out"
     env = dict(os.environ, PYTHONPATH=str(src / "src"))
     proxy = subprocess.Popen(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--dump-instr=no", bench.PY, "-m", "dynamo.nemo_switchyard",
-         "--http-host", "127.0.0.1", "--http-port", str(port), "--backend-url", f"http://127.0.0.1:{nginx_port}",
-         "--strong-model", "strong-model", "--weak-model", "weak-model", "--router-type", router, "--log-level", "warning"],
+         "--http-host", "127.0.0.1", "--http-port", str(port), "--backend-url", f"http://127.0.0.1:{backend_port}",
+         "--strong-model", "strong-model", "--weak-model", "weak-model", "--router-type", args.router_type, "--log-level", "warning"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     try:
         bench.wait_http(f"http://127.0.0.1:{port}/health", timeout=300, proc=proxy)
-        url = f"http://127.0.0.1:{port}/v1/chat/completions"
-        hey = ["hey", "-m", "POST", "-T", "application/json", "-D", str(body), "-c", str(concurrency)]
-        subprocess.run([*hey, "-n", "200", url], check=True, capture_output=True)
-        subprocess.run(["callgrind_control", "-z", str(proxy.pid)], check=True, capture_output=True)
-        report = subprocess.run([*hey, "-n", str(requests), url], check=True, capture_output=True, text=True).stdout
+        if args.streams:
+            client = [str(tmp / "stream_client"), "127.0.0.1", str(port), "/v1/chat/completions"]
+            subprocess.run([*client, "20", str(args.chunks), "0.5", "120"], check=True, capture_output=True)
+            subprocess.run(["callgrind_control", "-z", str(proxy.pid)], check=True, capture_output=True)
+            report = subprocess.run([*client, str(args.streams), str(args.chunks), "1", "300"], check=True, capture_output=True, text=True).stdout
+            found = re.search(r'"completed":(\d+)', report)
+            unit = "stream"
+        else:
+            url = f"http://127.0.0.1:{port}/v1/chat/completions"
+            hey = ["hey", "-m", "POST", "-T", "application/json", "-D", str(tmp / "body.json"), "-c", str(args.concurrency)]
+            subprocess.run([*hey, "-n", "200", url], check=True, capture_output=True)
+            subprocess.run(["callgrind_control", "-z", str(proxy.pid)], check=True, capture_output=True)
+            report = subprocess.run([*hey, "-n", str(args.requests), url], check=True, capture_output=True, text=True).stdout
+            found = re.search(r"\[200\]\s+(\d+) responses", report)
+            unit = "request"
         subprocess.run(["callgrind_control", "-d", str(proxy.pid)], check=True, capture_output=True)
         time.sleep(1)
     finally:
         os.killpg(proxy.pid, 15)
         proxy.wait()
-    ok = re.search(r"\[200\]\s+(\d+) responses", report)
-    answered = int(ok.group(1)) if ok else 0
-    if answered == 0:
-        raise RuntimeError(f"no 200 answers through the proxy of {src}:\n{report}")
+    done = int(found.group(1)) if found else 0
+    if done == 0:
+        raise RuntimeError(f"nothing completed through the proxy of {src}:\n{report}")
     dump = min(tmp.glob(f"callgrind-{port}.out.*"))  # the -d dump (the file without a suffix is the exit's)
     totals = subprocess.run(["callgrind_annotate", str(dump)], capture_output=True, text=True, check=True).stdout
     total = int(re.search(r"([\d,]+) \(100\.0%\)\s+PROGRAM TOTALS", totals).group(1).replace(",", ""))
-    return {"src": str(src), "answered": answered, "instructions_per_request": round(total / answered)}
+    return {"unit": unit, "done": done, "per": round(total / done)}
 
 
 def main() -> int:
@@ -70,25 +85,35 @@ def main() -> int:
     ap.add_argument("--router-type", default="lexical")
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--streams", type=int, default=0, help="measure per SSE stream, this many streams (default: plain requests)")
+    ap.add_argument("--chunks", type=int, default=50, help="content chunks per stream")
     args = ap.parse_args()
-    missing = [tool for tool in ("valgrind", "callgrind_control", "callgrind_annotate", "hey", "nginx") if shutil.which(tool) is None]
+    missing = [tool for tool in ("valgrind", "callgrind_control", "callgrind_annotate", "hey", "nginx", "gcc") if shutil.which(tool) is None]
     if missing:
-        sys.exit(f"missing {', '.join(missing)}: apt-get install valgrind hey nginx-light")
+        sys.exit(f"missing {', '.join(missing)}: apt-get install valgrind hey nginx-light gcc")
     trees = [path.resolve() for path in (args.src or [bench.REPO])]
     procs = bench.Procs()
     tmp = Path(tempfile.mkdtemp(prefix="switchyard-instructions-"))
     try:
-        (tmp / "body.json").write_text(bench.CHAT_BODY)
-        nginx_port = bench.free_port()
-        (tmp / "nginx.conf").write_text(bench.NGINX_CONF.format(tmp=tmp, port=nginx_port, models=bench.MODELS_RESPONSE, chat=bench.CHAT_RESPONSE))
-        procs.start("nginx", ["nginx", "-c", str(tmp / "nginx.conf"), "-p", str(tmp)], tmp / "nginx.out")
-        bench.wait_http(f"http://127.0.0.1:{nginx_port}/v1/models")
+        backend_port = bench.free_port()
+        if args.streams:
+            for name in ("sse_backend", "stream_client"):
+                subprocess.run(["gcc", "-O2", "-o", str(tmp / name), str(HERE / f"{name}.c")], check=True)
+            procs.start("sse_backend", [str(tmp / "sse_backend"), str(backend_port), str(args.chunks), "20"], tmp / "sse.out")
+        else:
+            (tmp / "body.json").write_text(bench.CHAT_BODY)
+            (tmp / "nginx.conf").write_text(
+                bench.NGINX_CONF.format(tmp=tmp, port=backend_port, models=bench.MODELS_RESPONSE, chat=bench.CHAT_RESPONSE)
+            )
+            procs.start("nginx", ["nginx", "-c", str(tmp / "nginx.conf"), "-p", str(tmp)], tmp / "nginx.out")
+        bench.wait_http(f"http://127.0.0.1:{backend_port}/v1/models")
         first = None
         for tree in trees:
-            result = measure(tree, args.router_type, args.requests, args.concurrency, tmp, nginx_port)
-            per = result["instructions_per_request"]
+            result = measure(tree, args, tmp, backend_port)
+            per = result["per"]
             first = first or per
-            print(f"{per:>9,} instructions/request  ({per / first:.3f}x the first)  {tree}  [{result['answered']} answers, router {args.router_type}]")
+            print(f"{per:>11,} instructions/{result['unit']}  ({per / first:.3f}x the first)  {tree}  "
+                  f"[{result['done']} done, router {args.router_type}{f', {args.chunks} chunks' if args.streams else ''}]")
     finally:
         procs.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
