@@ -226,6 +226,13 @@ def test_one_process_families_match_prometheus_client(metrics: Metrics):
     assert ours == theirs
 
 
+def test_label_values_are_strings(metrics: Metrics):
+    metrics.tiers.labels(0, "strong-model").inc()
+    metrics.tiers.labels("0", "strong-model").inc()
+    metrics.tiers.labels(0, "strong-model").inc()
+    assert _samples(metrics)[("switchyard_tier_requests_total", (("model", "strong-model"), ("tier", "0")))] == 3
+
+
 def test_counters_only_go_up(metrics: Metrics):
     with pytest.raises(ValueError):
         metrics.requests.labels("weak", "200").inc(-1)

@@ -91,8 +91,10 @@ class _Local:
         if child is None:
             if len(values) != len(self.labelnames):
                 raise ValueError(f"{self.name} takes labels {self.labelnames}, got {values}")
-            values = tuple(str(value) for value in values)
-            child = self._children[values] = _CounterChild() if self.bounds is None else _HistogramChild(self.bounds)
+            key = tuple(str(value) for value in values)  # labels are strings: 0 and "0" are one series
+            child = self._children.get(key)
+            if child is None:
+                child = self._children[key] = _CounterChild() if self.bounds is None else _HistogramChild(self.bounds)
         return child
 
     def inc(self, amount: float = 1.0) -> None:
