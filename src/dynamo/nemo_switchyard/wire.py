@@ -46,17 +46,17 @@ class Request:
 
 
 def filtered(headers: Iterable[tuple[bytes, bytes]], drop: frozenset[bytes]) -> Headers:
-    """``headers`` without those in ``drop`` and those named in a Connection header
-    (``drop`` must hold ``connection``). Each name is lower-cased once: this runs twice per request."""
+    """``headers`` without those in ``drop`` and those named in a Connection header.
+    Each name is lower-cased once: this runs twice per request."""
     kept: list[tuple[bytes, tuple[bytes, bytes]]] = []
     named: set[bytes] | None = None
     for header in headers:
         lower = header[0].lower()
-        if lower not in drop:
-            kept.append((lower, header))
-        elif lower == b"connection":
+        if lower == b"connection":
             named = named or set()
             named.update(token.strip().lower() for token in header[1].split(b","))
+        if lower not in drop:
+            kept.append((lower, header))
     if named:
         return [header for lower, header in kept if lower not in named]
     return [header for _, header in kept]
