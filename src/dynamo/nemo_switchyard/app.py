@@ -196,7 +196,7 @@ class App:
             status: int | str = responder.status
         else:
             status = _CLIENT_CLOSED if responder.client_gone else (responder.status or 500)
-        decision = request.extra.get("decision")
+        decision = request.decision
         fields: dict[str, Any] = {
             "method": request.method,
             "path": request.target.split(b"?", 1)[0].decode("latin-1"),
@@ -239,11 +239,11 @@ class App:
             f"{request.method} {request.path if routed else 'forward'}", request.headers,
             {"http.request.method": request.method, "url.path": path, "switchyard.request_id": request.request_id},
         )
-        request.extra["span"] = span
+        request.span = span
         try:
             await (self.routed(request, responder) if routed else self.forward(request, responder))
         finally:
-            decision = request.extra.get("decision")
+            decision = request.decision
             if decision is not None:
                 span.set_attribute("switchyard.decision", decision.decision)
                 span.set_attribute("switchyard.model", decision.model[:256])
@@ -270,7 +270,7 @@ class App:
             except bodies.BodyError as exc:
                 return self._reject(responder, 400, str(exc), "invalid_json")
             started = time.perf_counter()
-            span = request.extra.get("span")
+            span = request.span
             if span is not None:
                 span = self.tracing.child_span("route", span)
             decision = await self._decide(responder, ROUTED_ENDPOINTS[request.path], body, body.get("model"), count=True, request=request)
@@ -283,7 +283,7 @@ class App:
                 span.end()
             if decision is None:
                 return
-            request.extra["decision"] = decision  # for the access log
+            request.decision = decision  # for the access log
             if decision.decision != PASSTHROUGH:
                 raw = bodies.replace_model(raw, decision.model, body)
                 metrics.routing_latency.observe(time.perf_counter() - started)
@@ -409,7 +409,7 @@ class App:
         # Label by configured model only: passthrough names come from clients and are unbounded.
         model = decision.model if decision is not None and decision.model in self._model_labels else "other"
         outcome = _Outcome(metrics, decision, model, time.perf_counter())
-        parent = request.extra.get("span")
+        parent = request.span
         if parent is not None:
             outcome.span = self.tracing.child_span("upstream", parent, client=True, attributes={"server.address": self.settings.backend_url})
         try:
@@ -463,7 +463,7 @@ class App:
         log.warning("failing over from %s to %s: %s", decision.model, other, failure)
         self.metrics.failovers.labels(decision.model, other).inc()
         outcome.failover = f"{decision.model}->{other}"
-        outcome.decision = request.extra["decision"] = dataclasses.replace(decision, model=other)  # the access log too
+        outcome.decision = request.decision = dataclasses.replace(decision, model=other)  # the access log too
         outcome.model = other
         return await self._open(request, bodies.replace_model(request.body, other, parsed), outcome)
 

@@ -7,8 +7,9 @@ decodes and re-encodes them spends its time there and risks changing them.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http import HTTPStatus
+from typing import Any
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -35,7 +36,8 @@ class Request:
     http_version: str = "1.1"
     keep_alive: bool = True
     request_id: str = ""
-    extra: dict[str, object] = field(default_factory=dict)
+    decision: Any = None  # the application's routing decision, once made (for the access log)
+    span: Any = None  # the server span, with --tracing
 
     def header(self, name: bytes) -> bytes | None:
         """The first value of header ``name`` (lower-case), or None."""
