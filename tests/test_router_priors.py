@@ -92,9 +92,36 @@ CJK_HARD = [
 ]
 
 
+def assert_apart(router, easy_prompts: list[str], hard_prompts: list[str], ordered: float, apart: float) -> None:
+    """At least ``ordered`` of the (easy, hard) pairs ordered, and the means at least ``apart``."""
+    easy, hard = router.score_batch(easy_prompts), router.score_batch(hard_prompts)
+    assert sum(h > e for e, h in itertools.product(easy, hard)) / (len(easy) * len(hard)) >= ordered, (easy, hard)
+    assert sum(hard) / len(hard) - sum(easy) / len(easy) >= apart, (easy, hard)
+
+
 @pytest.mark.parametrize("router", [LexicalRouter, LearnedRouter])
 def test_chinese_and_japanese_hard_prompts_score_above_easy_ones(router):
-    r = router()
-    easy, hard = r.score_batch(CJK_EASY), r.score_batch(CJK_HARD)
-    assert sum(h > e for e, h in itertools.product(easy, hard)) / (len(easy) * len(hard)) >= 0.85
-    assert sum(hard) / len(hard) - sum(easy) / len(easy) >= 0.3, (easy, hard)
+    assert_apart(router(), CJK_EASY, CJK_HARD, ordered=0.85, apart=0.3)
+
+
+# Korean puts spaces between words but attaches particles and endings to them (증명하시오, "prove"),
+# and has no English task words either. Before its task words joined the indicator groups, these
+# hard probes averaged 0.35 (lexical) and 0.40 (learned), against ~0.01 for the easy ones: a proof
+# problem scored 0.27 / 0.35 and went to the weak model.
+KO_EASY = [
+    "안녕하세요! 오늘 날씨가 정말 좋네요.",
+    "친구 생일 축하 메시지를 짧게 써 주세요.",
+    "서울에서 가 볼 만한 카페를 추천해 줄래요?",
+    "주말에 볼 만한 영화 좀 알려 주세요.",
+]
+KO_HARD = [
+    "모든 양의 정수 n에 대하여 n^3 - n이 6으로 나누어떨어짐을 증명하시오.",
+    "삼각형의 세 변의 길이가 7, 8, 9일 때 넓이와 외접원의 반지름을 구하시오.",
+    "함수 f(x) = x^3 - 6x^2 + 9x + 1의 극값을 모두 구하고 그 이유를 설명하시오.",
+    "연결 리스트를 뒤집는 함수를 파이썬 코드로 구현하고 시간 복잡도를 분석하세요.",
+]
+
+
+@pytest.mark.parametrize("router", [LexicalRouter, LearnedRouter])
+def test_korean_hard_prompts_score_above_easy_ones(router):
+    assert_apart(router(), KO_EASY, KO_HARD, ordered=0.9, apart=0.45)

@@ -15,7 +15,7 @@ Features (computed on a window of the prompt: the whole prompt up to
   as words (one per 1.7 characters), they and Korean syllables each as three characters of
   length, and none of them as non-ASCII, so a Chinese question sizes like its English
   translation instead of like a one-word greeting (the training data is English); and a few
-  Chinese/Japanese task words join the English indicator groups (``_GROUP_WORDS``);
+  Chinese, Japanese and Korean task words join the English indicator groups (``_GROUP_WORDS``);
 * LaTeX / math markers (``\\frac``, ``\\sqrt``, ``$``, ``^{``, ...), code markers
   (``def``, ``return``, ``import``, fenced code, indentation, ``{``/``;`` line ends, ...);
 * multiple-choice options (lines ``A.`` / ``A)`` / ``(A)``), question marks,
@@ -100,18 +100,20 @@ _CODE_WORDS = frozenset(
     b"def return import class print function lambda const var self elif python java javascript sql".split()
 )
 _CODE_MARKS = ("```", "{\n", ";\n", "\n    ", "\t", "==", "=>", "</", "#include", "()")
-# Indicator groups of task words: English words (whole tokens) | Chinese / Japanese words (substrings:
-# these scripts have no spaces), one group per g_* feature, in FEATURE_NAMES order.
+# Indicator groups of task words: English words (whole tokens) | Chinese / Japanese / Korean words
+# (substrings: Chinese and Japanese have no spaces, Korean attaches particles and endings to its
+# words: 증명하시오), one group per g_* feature, in FEATURE_NAMES order.
 _GROUP_WORDS = (
-    ("what why how which who when where", "什么 为什么 如何 怎么 哪 谁 何时 なぜ 何 どう どの 誰"),
-    ("explain describe discuss compare summarize summarise", "解释 说明 描述 比较 总结 説明 比較 要約"),
-    ("prove proof derive justify", "证明 推导 証明"),
-    ("calculate compute find determine evaluate solve simplify", "计算 求解 求出 求值 求和 求所有 解方程 化简 計算 解け 求め"),
-    ("write implement create generate build design", "写 实现 创建 生成 设计 書い 実装 作成"),
-    ("code python javascript sql java rust script program function", "代码 编程 程序 函数 コード プログラム 関数"),
-    ("story poem essay email letter joke song", "故事 诗 文章 邮件 笑话 歌词 物語 メール 手紙"),
-    ("fix debug error bug exception", "修复 调试 错误 异常 バグ エラー 修正"),
-    ("step reason think", "步骤 推理 思考 一步 ステップ 推論"),
+    ("what why how which who when where", "什么 为什么 如何 怎么 哪 谁 何时 なぜ 何 どう どの 誰 무엇 어떻게 왜"),
+    ("explain describe discuss compare summarize summarise", "解释 说明 描述 比较 总结 説明 比較 要約 설명 서술 비교 요약"),
+    ("prove proof derive justify", "证明 推导 証明 증명"),
+    ("calculate compute find determine evaluate solve simplify",
+     "计算 求解 求出 求值 求和 求所有 解方程 化简 計算 解け 求め 계산 구하시오 구하세요 구하라 풀어"),
+    ("write implement create generate build design", "写 实现 创建 生成 设计 書い 実装 作成 작성 구현 설계"),
+    ("code python javascript sql java rust script program function", "代码 编程 程序 函数 コード プログラム 関数 코드 프로그램 함수 파이썬"),
+    ("story poem essay email letter joke song", "故事 诗 文章 邮件 笑话 歌词 物語 メール 手紙 이야기 에세이 이메일 편지 농담"),
+    ("fix debug error bug exception", "修复 调试 错误 异常 バグ エラー 修正 버그 오류 디버그 에러"),
+    ("step reason think", "步骤 推理 思考 一步 ステップ 推論 단계 추론"),
 )
 _WORD_GROUPS = tuple(frozenset(english.encode().split()) for english, _ in _GROUP_WORDS)
 _CJK_GROUP_OF = {w.encode(): i for i, (_, cjk) in enumerate(_GROUP_WORDS) for w in cjk.split()}
@@ -191,7 +193,7 @@ def analyze(prompt: str) -> tuple[list[float], list[bytes]]:
     ]
     for group in _WORD_GROUPS:
         feats.append(0.0 if group.isdisjoint(uni) else 1.0)
-    if cjk:
+    if cjk or hangul:
         for w in _CJK_WORDS_RE.findall(b):
             feats[_FIRST_GROUP + _CJK_GROUP_OF[w]] = 1.0
     return feats, toks
