@@ -16,7 +16,7 @@ routed non-streaming requests at concurrency 32 to an nginx backend (fixed JSON 
 ``bench/stream_client.c`` opens ``--streams`` streams over a second against ``bench/sse_backend.c``
 (``--chunks`` content chunks 20 ms apart, then usage and [DONE]); run it with ``--chunks 10`` and
 ``--chunks 50`` and divide the difference by 40 for the cost of one relayed chunk (streams are
-paced in time, so these counts repeat within ~1 %). Needs valgrind, hey, nginx and gcc
+paced in time; their counts repeat within ~3 %). Needs valgrind, hey, nginx and gcc
 (Debian packages). About 30-40 s per tree.
 """
 
