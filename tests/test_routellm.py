@@ -454,7 +454,9 @@ def test_bert_through_proxy(start_switchyard, fake_backend, checkpoints):
     for status, headers, _, _ in results:
         assert status == 200
         assert_routed(headers, "bert", 0.4066)
-    assert max(start for _, _, start, _ in results) < min(end for _, _, _, end in results)
+    # No "all in flight together" check here: the tiny BERT scores in a few milliseconds, so the first
+    # answer can come back before the last client thread is scheduled (it failed one CI run by 0.5 ms).
+    # test_mf_through_proxy_concurrent_requests_overlap shows the overlap, with a slow embedding service.
 
 
 @needs_routellm
