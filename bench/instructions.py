@@ -28,7 +28,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -92,9 +91,7 @@ def main() -> int:
     if missing:
         sys.exit(f"missing {', '.join(missing)}: apt-get install valgrind hey nginx-light gcc")
     trees = [path.resolve() for path in (args.src or [bench.REPO])]
-    procs = bench.Procs()
-    tmp = Path(tempfile.mkdtemp(prefix="switchyard-instructions-"))
-    try:
+    with bench.workspace("switchyard-instructions-") as (procs, tmp):
         backend_port = bench.free_port()
         if args.streams:
             for name in ("sse_backend", "stream_client"):
@@ -102,9 +99,7 @@ def main() -> int:
             procs.start("sse_backend", [str(tmp / "sse_backend"), str(backend_port), str(args.chunks), "20"], tmp / "sse.out")
         else:
             (tmp / "body.json").write_text(bench.CHAT_BODY)
-            (tmp / "nginx.conf").write_text(
-                bench.NGINX_CONF.format(tmp=tmp, port=backend_port, models=bench.MODELS_RESPONSE, chat=bench.CHAT_RESPONSE)
-            )
+            (tmp / "nginx.conf").write_text(bench.backend_conf(tmp, backend_port))
             procs.start("nginx", ["nginx", "-c", str(tmp / "nginx.conf"), "-p", str(tmp)], tmp / "nginx.out")
         bench.wait_http(f"http://127.0.0.1:{backend_port}/v1/models")
         first = None
@@ -114,9 +109,6 @@ def main() -> int:
             first = first or per
             print(f"{per:>11,} instructions/{result['unit']}  ({per / first:.3f}x the first)  {tree}  "
                   f"[{result['done']} done, router {args.router_type}{f', {args.chunks} chunks' if args.streams else ''}]")
-    finally:
-        procs.stop_all()
-        shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 

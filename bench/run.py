@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import os
 import platform
@@ -33,6 +34,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -60,31 +62,43 @@ done = function(summary, latency, requests)
 end
 """
 
-NGINX_CONF = """
+# One nginx worker in the foreground, its files under {tmp} named after {name}; {http}: the rest of
+# the http block (servers, upstreams).
+NGINX_MAIN = """
 worker_processes 1;
 daemon off;
 master_process on;
-pid {tmp}/nginx.pid;
-error_log {tmp}/nginx-error.log warn;
+pid {tmp}/{name}.pid;
+error_log {tmp}/{name}-error.log warn;
 events {{ worker_connections 8192; multi_accept on; }}
 http {{
   access_log off;
   keepalive_requests 10000000;
   keepalive_timeout 120s;
-  client_body_temp_path {tmp}/nginx-body;
-  proxy_temp_path {tmp}/nginx-proxy;
-  fastcgi_temp_path {tmp}/nginx-fastcgi;
-  uwsgi_temp_path {tmp}/nginx-uwsgi;
-  scgi_temp_path {tmp}/nginx-scgi;
-  client_body_buffer_size 64k;
+  client_body_temp_path {tmp}/{name}-body;
+  proxy_temp_path {tmp}/{name}-proxy;
+  fastcgi_temp_path {tmp}/{name}-fastcgi;
+  uwsgi_temp_path {tmp}/{name}-uwsgi;
+  scgi_temp_path {tmp}/{name}-scgi;
+{http}
+}}
+"""
+BACKEND_HTTP = """  client_body_buffer_size 64k;
   server {{
     listen 127.0.0.1:{port} backlog=4096;
     default_type application/json;
     location = /v1/models {{ return 200 '{models}'; }}
     location / {{ return 200 '{chat}'; }}
-  }}
-}}
-"""
+  }}"""
+
+
+def nginx_conf(tmp: Path, name: str, http: str) -> str:
+    return NGINX_MAIN.format(tmp=tmp, name=name, http=http)
+
+
+def backend_conf(tmp: Path, port: int) -> str:
+    """The plain-request backend: nginx answering /v1/models and, on every other path, the chat answer."""
+    return nginx_conf(tmp, "nginx", BACKEND_HTTP.format(port=port, models=MODELS_RESPONSE, chat=CHAT_RESPONSE))
 
 
 # ---------------------------------------------------------------- process handling
@@ -124,6 +138,18 @@ class Procs:
     def stop_all(self) -> None:
         for _, p in reversed(list(self.procs)):
             self.stop(p, grace=3.0)
+
+
+@contextlib.contextmanager
+def workspace(prefix: str) -> Iterator[tuple[Procs, Path]]:
+    """Started processes and a temporary folder, both gone on the way out (error and Ctrl-C included)."""
+    procs = Procs()
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield procs, tmp
+    finally:
+        procs.stop_all()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _raise_interrupt(signum, frame):
@@ -449,7 +475,7 @@ def main() -> int:
         lua.write_text(WRK_LUA.replace("%BODY%", CHAT_BODY))
         nginx_port, sse_port = free_port(), free_port()
         conf = tmp / "nginx.conf"
-        conf.write_text(NGINX_CONF.format(tmp=tmp, port=nginx_port, models=MODELS_RESPONSE, chat=CHAT_RESPONSE))
+        conf.write_text(backend_conf(tmp, nginx_port))
         nginx = procs.start("nginx", taskset(args.load_cpus) + ["nginx", "-c", str(conf), "-p", str(tmp)], tmp / "nginx.out")
         sse = procs.start("sse_backend", taskset(args.load_cpus) + [str(tmp / "sse_backend"), str(sse_port), str(args.chunks), str(args.interval_ms)], tmp / "sse.out")
         WATCHED.extend([nginx.pid, sse.pid])

@@ -68,7 +68,8 @@ class Tap:
 
 def read_usage(body: bytes, content_type: bytes | None, content_encoding: bytes | None = None, complete: bool = True) -> Usage | None:
     """The usage in a response body (or the tail of a stream), or None when it has none."""
-    if content_type is not None and content_type.lower().find(b"event-stream") >= 0:  # find, not in: bytes-in-bytes raises and clears a TypeError first on Python 3.11
+    # find, not in: bytes-in-bytes raises and clears a TypeError first on Python 3.11
+    if content_type is not None and content_type.lower().find(b"event-stream") >= 0:
         return _from_stream(body)
     if not complete:
         return None
@@ -142,8 +143,9 @@ def _from_stream(tail: bytes) -> Usage | None:
 
 def _event_bounds(tail: bytes, at: int) -> tuple[int, int]:
     """The event holding position ``at``: from after the blank line before it to the blank line after
-    it (lines end with \n or \r\n). Stepped line by line from ``at``: searching the whole tail for a
-    separator that one stream never uses (\n\r\n in a \n stream) cost ~600 instructions per chunk."""
+    it (lines end with ``\\n`` or ``\\r\\n``). Stepped line by line from ``at``: searching the whole tail
+    for a separator that one stream never uses (``\\n\\r\\n`` in a ``\\n`` stream) cost ~600 instructions
+    per chunk."""
     newline = tail.rfind(b"\n", 0, at)
     while newline >= 0:
         before = tail.rfind(b"\n", 0, newline)
@@ -156,7 +158,9 @@ def _event_bounds(tail: bytes, at: int) -> tuple[int, int]:
     newline = tail.find(b"\n", at)
     while newline >= 0:
         after = tail.find(b"\n", newline + 1)
-        if tail[newline + 1:after if after >= 0 else len(tail)] in (b"", b"\r") and after >= 0:
+        if after < 0:
+            break
+        if tail[newline + 1:after] in (b"", b"\r"):  # a blank line starts after ``newline``
             return start, newline
         newline = after
     return start, len(tail)
