@@ -12,6 +12,7 @@ import logging
 import random
 import time
 import urllib.parse
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -91,7 +92,7 @@ def decision_headers(decision: Decision) -> Headers:
     return headers
 
 
-def send_error(responder: Responder, status: int, message: str, code: str, extra: Headers = ()) -> None:  # type: ignore[assignment]
+def send_error(responder: Responder, status: int, message: str, code: str, extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
     """An OpenAI-shaped error from switchyard itself."""
     responder.send(status, [_JSON, *extra, (ERROR_SOURCE.encode(), b"switchyard")], error_body(status, message, code))
 

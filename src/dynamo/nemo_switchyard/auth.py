@@ -24,7 +24,7 @@ from urllib.parse import unquote_to_bytes
 Headers = list[tuple[bytes, bytes]]
 
 OWN_ENDPOINTS = ("health", "ready", "metrics", "stats", "dashboard")
-DEFAULT_OPEN_ENDPOINTS = ("health", "ready", "dashboard")  # the page holds no data: /stats needs the key
+DEFAULT_OPEN_ENDPOINTS: tuple[str, ...] = ("health", "ready", "dashboard")  # the page holds no data: /stats needs the key
 MAX_KEY_LENGTH = 4096
 
 _AUTHORIZATION = b"authorization"

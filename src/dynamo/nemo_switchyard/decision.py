@@ -158,7 +158,7 @@ class Decider:
         if context is not None and context.threshold is not None:
             threshold = context.threshold
         memory = self.affinity if context is not None and context.conversation is not None else None
-        previous = memory.get(context.conversation) if memory is not None else None  # type: ignore[union-attr]
+        previous = memory.get(context.conversation) if memory is not None else None  # type: ignore[union-attr, arg-type]
         if previous is not None and previous not in self._index:
             previous = None  # remembered under another configuration
         if context is not None:

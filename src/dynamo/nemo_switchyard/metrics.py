@@ -21,7 +21,6 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
-from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -37,9 +36,9 @@ class _CachedLabels:
 
     def __init__(self, metric: Any) -> None:
         self._metric = metric
-        self._children: dict[tuple[str, ...], Any] = {}
+        self._children: dict[tuple[object, ...], Any] = {}
 
-    def labels(self, *values: str) -> Any:
+    def labels(self, *values: object) -> Any:  # object: prometheus_client takes any value, as str()
         child = self._children.get(values)
         if child is None:
             child = self._children[values] = self._metric.labels(*values)
@@ -82,19 +81,21 @@ class _Local:
         self.documentation = documentation
         self.labelnames = tuple(labelnames)
         self.bounds = None if buckets is None else (*sorted(float(b) for b in buckets), math.inf)
-        self._children: dict[tuple[str, ...], Any] = {}
+        self._children: dict[tuple[object, ...], Any] = {}  # label values as given -> child
+        self._series: dict[tuple[str, ...], Any] = {}  # as strings -> child: one per series
         if not self.labelnames:
             self._unlabelled = self.labels()  # exposed (at 0) from the start, as prometheus_client does
 
-    def labels(self, *values: str) -> Any:
+    def labels(self, *values: object) -> Any:  # object: prometheus_client takes any value, as str()
         child = self._children.get(values)
         if child is None:
             if len(values) != len(self.labelnames):
                 raise ValueError(f"{self.name} takes labels {self.labelnames}, got {values}")
             key = tuple(str(value) for value in values)  # labels are strings: 0 and "0" are one series
-            child = self._children.get(key)
+            child = self._series.get(key)
             if child is None:
-                child = self._children[key] = _CounterChild() if self.bounds is None else _HistogramChild(self.bounds)
+                child = self._series[key] = _CounterChild() if self.bounds is None else _HistogramChild(self.bounds)
+            self._children[values] = child
         return child
 
     def inc(self, amount: float = 1.0) -> None:
@@ -106,12 +107,12 @@ class _Local:
     def family(self) -> Metric:
         if self.bounds is None:
             counter = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
-            for values, child in self._children.items():
+            for values, child in self._series.items():
                 counter.add_metric(values, child.value)
             return counter
         histogram = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
         les = [floatToGoString(bound) for bound in self.bounds]
-        for values, child in self._children.items():
+        for values, child in self._series.items():
             running, buckets = 0, []
             for le, count in zip(les, child.counts):
                 running += count
@@ -120,7 +121,11 @@ class _Local:
         return histogram
 
 
-class _LocalCollector(Collector):
+class _LocalCollector:
+    """The one-process families, for the registry (which only calls ``collect``). Not a subclass of
+    prometheus_client's ``Collector``: this module is compiled with mypyc (setup.py), which cannot
+    derive from a class it does not see when it builds."""
+
     def __init__(self) -> None:
         self.families: list[_Local] = []
 

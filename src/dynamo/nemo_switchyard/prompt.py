@@ -99,7 +99,7 @@ def _responses_prompt(body: dict[str, Any], scope: Scope) -> str:
 
 def _from_turns(turns: list[Any], scope: Scope, system: Any) -> str:
     if scope == "last-user":
-        for turn in reversed(turns):
+        for turn in turns[::-1]:  # not reversed(): mypyc 2.4 fails to compile it over list[Any]
             if isinstance(turn, dict) and turn.get("role") == "user":
                 return content_text(turn.get("content"))
         return ""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import httptools
@@ -36,8 +36,9 @@ class _Stale(Exception):
     """A reused keep-alive connection was closed by the backend before it answered."""
 
 
-class BodySink:
-    """Where a relayed body goes (the client connection implements it)."""
+class BodySink(Protocol):
+    """Where a relayed body goes (the client connection, or a Tap in front of it): a structural
+    type, so the compiled module (setup.py) does not insist on one class."""
 
     def write(self, data: bytes) -> None: ...
 

@@ -74,9 +74,10 @@ def read_usage(body: bytes, content_type: bytes | None, content_encoding: bytes 
     if not complete:
         return None
     if content_encoding is not None:
-        body = _decoded(body, content_encoding)  # type: ignore[assignment]
-        if body is None:
+        decoded = _decoded(body, content_encoding)
+        if decoded is None:
             return None
+        body = decoded
     found = _counts(_usage_object(body))
     return Usage(found[0] or 0, found[1] or 0) if found != (None, None) else None
 
