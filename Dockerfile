@@ -1,11 +1,14 @@
 # syntax=docker/dockerfile:1
 # Switchyard's container image: docker build -t switchyard:0.1.0 .
-# The builder installs switchyard and its dependencies (all wheels, no compiler) into a venv;
-# the final image is python:3.11-slim plus that venv, run as an unprivileged user.
-# Pin a digest for reproducible builds: --build-arg PYTHON_IMAGE=python:3.11-slim@sha256:...
+# The builder installs switchyard and its dependencies into a venv, compiling the request path
+# with mypyc (setup.py): it is the full python:3.11 image, which has gcc, with the same Python
+# in the same place as the slim one. The final image is python:3.11-slim plus that venv, run as
+# an unprivileged user. Pin digests for reproducible builds (the same Python version in both):
+# --build-arg BUILDER_IMAGE=python:3.11@sha256:... --build-arg PYTHON_IMAGE=python:3.11-slim@sha256:...
 ARG PYTHON_IMAGE=python:3.11-slim
+ARG BUILDER_IMAGE=python:3.11
 
-FROM ${PYTHON_IMAGE} AS builder
+FROM ${BUILDER_IMAGE} AS builder
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
@@ -13,12 +16,13 @@ ENV PIP_NO_CACHE_DIR=1 \
 ARG EXTRAS=""
 WORKDIR /src
 RUN python -m venv /opt/venv
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY src ./src
 # A regular (not editable) install: the final stage copies only /opt/venv. pip byte-compiles the
 # package, so nothing needs writing at run time (the pods run with a read-only root filesystem).
+# The check fails the build if the request path was not compiled.
 RUN /opt/venv/bin/pip install --no-cache-dir ".${EXTRAS}" \
-    && /opt/venv/bin/python -c "import dynamo.nemo_switchyard"
+    && /opt/venv/bin/python -c "import dynamo.nemo_switchyard as s; assert s.build() == 'compiled', s.build()"
 
 FROM ${PYTHON_IMAGE}
 ARG VERSION=0.1.0

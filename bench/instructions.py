@@ -9,8 +9,10 @@ confirm a real gain with ``bench/run.sh`` as well.
     .venv/bin/python bench/instructions.py                       # this checkout, router lexical
     .venv/bin/python bench/instructions.py --src /tmp/old --src .  # compare two source trees
     .venv/bin/python bench/instructions.py --streams 200         # per paced SSE stream instead
+    .venv/bin/python bench/instructions.py --src . --python .venv-compiled/bin/python  # interpreted vs compiled
 
-Each tree's ``src`` goes first on PYTHONPATH. The proxy runs under callgrind; after a warm-up the
+Each tree's ``src`` goes first on PYTHONPATH (run by .venv's interpreter); ``--python PY`` measures
+the switchyard installed for PY instead (scripts/setup_compiled.sh builds the compiled one). The proxy runs under callgrind; after a warm-up the
 counters are zeroed, the load runs, and the counters are dumped. Plain: ``hey`` sends ``--requests``
 routed non-streaming requests at concurrency 32 to an nginx backend (fixed JSON answer). Streams:
 ``bench/stream_client.c`` opens ``--streams`` streams over a second against ``bench/sse_backend.c``
@@ -37,12 +39,13 @@ import run as bench  # the benchmark's nginx config, body and process helpers
 HERE = Path(__file__).resolve().parent
 
 
-def measure(src: Path, args: argparse.Namespace, tmp: Path, backend_port: int) -> dict:
+def measure(src: Path | None, python: str, args: argparse.Namespace, tmp: Path, backend_port: int) -> dict:
+    """``src``: that tree's sources (interpreted); None: the switchyard installed for ``python``."""
     port = bench.free_port()
     out = tmp / f"callgrind-{port}.out"
-    env = dict(os.environ, PYTHONPATH=str(src / "src"))
+    env = dict(os.environ, PYTHONPATH=str(src / "src")) if src is not None else {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     proxy = subprocess.Popen(
-        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--dump-instr=no", bench.PY, "-m", "dynamo.nemo_switchyard",
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--dump-instr=no", python, "-m", "dynamo.nemo_switchyard",
          "--http-host", "127.0.0.1", "--http-port", str(port), "--backend-url", f"http://127.0.0.1:{backend_port}",
          "--strong-model", "strong-model", "--weak-model", "weak-model", "--router-type", args.router_type, "--log-level", "warning"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
@@ -71,7 +74,7 @@ def measure(src: Path, args: argparse.Namespace, tmp: Path, backend_port: int) -
         proxy.wait()
     done = int(found.group(1)) if found else 0
     if done == 0:
-        raise RuntimeError(f"nothing completed through the proxy of {src}:\n{report}")
+        raise RuntimeError(f"nothing completed through the proxy of {src or python}:\n{report}")
     dump = min(tmp.glob(f"callgrind-{port}.out.*"))  # the -d dump (the file without a suffix is the exit's)
     totals = subprocess.run(["callgrind_annotate", str(dump)], capture_output=True, text=True, check=True).stdout
     total = int(re.search(r"([\d,]+) \(100\.0%\)\s+PROGRAM TOTALS", totals).group(1).replace(",", ""))
@@ -80,7 +83,8 @@ def measure(src: Path, args: argparse.Namespace, tmp: Path, backend_port: int) -
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--src", action="append", type=Path, help="source tree(s) to measure (default: this checkout)")
+    ap.add_argument("--src", action="append", type=Path, default=[], help="source tree(s) to measure, interpreted (default: this checkout)")
+    ap.add_argument("--python", action="append", default=[], help="interpreter(s) whose installed switchyard to measure, e.g. .venv-compiled/bin/python (the compiled build)")
     ap.add_argument("--router-type", default="lexical")
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--concurrency", type=int, default=32)
@@ -90,7 +94,10 @@ def main() -> int:
     missing = [tool for tool in ("valgrind", "callgrind_control", "callgrind_annotate", "hey", "nginx", "gcc") if shutil.which(tool) is None]
     if missing:
         sys.exit(f"missing {', '.join(missing)}: apt-get install valgrind hey nginx-light gcc")
-    trees = [path.resolve() for path in (args.src or [bench.REPO])]
+    interpreted = str(bench.REPO / ".venv" / "bin" / "python") if (bench.REPO / ".venv" / "bin" / "python").exists() else sys.executable
+    targets: list[tuple[Path | None, str]] = [(path.resolve(), interpreted) for path in args.src]
+    targets += [(None, python) for python in args.python]
+    targets = targets or [(bench.REPO, interpreted)]
     with bench.workspace("switchyard-instructions-") as (procs, tmp):
         backend_port = bench.free_port()
         if args.streams:
@@ -103,11 +110,11 @@ def main() -> int:
             procs.start("nginx", ["nginx", "-c", str(tmp / "nginx.conf"), "-p", str(tmp)], tmp / "nginx.out")
         bench.wait_http(f"http://127.0.0.1:{backend_port}/v1/models")
         first = None
-        for tree in trees:
-            result = measure(tree, args, tmp, backend_port)
+        for tree, python in targets:
+            result = measure(tree, python, args, tmp, backend_port)
             per = result["per"]
             first = first or per
-            print(f"{per:>11,} instructions/{result['unit']}  ({per / first:.3f}x the first)  {tree}  "
+            print(f"{per:>11,} instructions/{result['unit']}  ({per / first:.3f}x the first)  {tree or python + ' (installed)'}  "
                   f"[{result['done']} done, router {args.router_type}{f', {args.chunks} chunks' if args.streams else ''}]")
     return 0
 

@@ -39,8 +39,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-VENV_PY = REPO / ".venv" / "bin" / "python"
-PY = str(VENV_PY if VENV_PY.exists() else Path(sys.executable))
+# The compiled build users install (scripts/setup_compiled.sh), else the editable one, else this interpreter.
+VENV_PYS = (REPO / ".venv-compiled" / "bin" / "python", REPO / ".venv" / "bin" / "python")
+PY = str(next((py for py in VENV_PYS if py.exists()), Path(sys.executable)))
 
 CHAT_BODY = '{"model":"auto","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"What is the capital of France? Answer in one word."}],"max_tokens":16}'
 CHAT_RESPONSE = (
@@ -398,6 +399,7 @@ def fmt(v, unit=""):
 
 
 def main() -> int:
+    global PY
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=float, default=10.0, help="seconds per wrk measurement")
     ap.add_argument("--warmup", type=float, default=2.0, help="seconds of wrk warm-up before each measurement")
@@ -415,7 +417,10 @@ def main() -> int:
     ap.add_argument("--no-stream", action="store_true")
     ap.add_argument("--no-plain", action="store_true", help="skip the non-streaming part")
     ap.add_argument("--out", default=str(HERE / "results" / "latest.json"))
+    ap.add_argument("--python", default=PY, help="interpreter whose switchyard is measured (default: .venv-compiled's, the compiled build)")
     args = ap.parse_args()
+    PY = args.python
+    build = subprocess.run([PY, "-c", "import dynamo.nemo_switchyard as s; print(s.build())"], capture_output=True, text=True).stdout.strip()
 
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(sig, _raise_interrupt)
@@ -444,7 +449,7 @@ def main() -> int:
     results: dict = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "env": {
-            "host": platform.node(), "cpus": ncpu, "kernel": platform.release(), "python": PY,
+            "host": platform.node(), "cpus": ncpu, "kernel": platform.release(), "python": PY, "build": build,
             "router_type": router, "router_note": router_note, "proxy_cpus": args.proxy_cpus, "load_cpus": args.load_cpus,
             "workers2_cpus": None if args.no_workers2 else args.workers2_cpus,
             "bare_cpus": None if args.no_bare else args.proxy_cpus,
@@ -651,7 +656,7 @@ def print_table(r: dict) -> None:
     diffs = [d for d in (("proxy/direct", "proxy-direct", "proxy", "direct", 14), ("proxy/bare", "proxy-bare", "proxy", "bare", 14),
                          ("2w/direct", "2w-direct", "proxy_w2", "direct", 12)) if d[2] in cols and d[3] in cols]
     print()
-    print(f"Switchyard benchmark  {r['started']}  router={env['router_type']}  cpus={env['cpus']}  "
+    print(f"Switchyard benchmark  {r['started']}  router={env['router_type']}  build={env.get('build', '?')}  cpus={env['cpus']}  "
           f"pinning: proxy(1w)->cpu {env['proxy_cpus'] or 'any'}, bare aiohttp->cpu {(env.get('bare_cpus') or 'any') if env.get('bare_cpus') is not None else '-'}, "
           f"proxy(2w)->cpu {env.get('workers2_cpus') or '-'}, load(wrk/nginx/sse/client)->cpu {env['load_cpus'] or 'any'}")
     sb = env.get("system_before", {})

@@ -10,8 +10,10 @@ if ((${#missing[@]})); then
   echo "installing ${missing[*]} (apt)" >&2
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx-light gcc util-linux >/dev/null
 fi
-PY=.venv/bin/python; [ -x "$PY" ] || PY=python3
-if [ ! -x .venv/bin/py-spy ] && [[ " $* " != *" --no-profile "* ]]; then
+# switchyard as users install it: the request path compiled by mypyc (falls back to pure Python without gcc)
+scripts/setup_compiled.sh
+PY=.venv-compiled/bin/python
+if [ ! -x "$(dirname "$PY")/py-spy" ] && [[ " $* " != *" --no-profile "* ]]; then
   "$PY" -m pip install -q py-spy >/dev/null 2>&1 || echo "py-spy not installed; profile skipped" >&2
 fi
 # run.py starts every process in its own session and kills them on exit/INT/TERM;

@@ -13,7 +13,7 @@ export FRONTEND_PORT=${FRONTEND_PORT:-8000}
 export STRONG_MODEL=${STRONG_MODEL:-strong-model}
 export WEAK_MODEL=${WEAK_MODEL:-weak-model}
 
-scripts/setup.sh
+scripts/setup_compiled.sh  # switchyard as users install it (the request path compiled by mypyc)
 scripts/setup_dynamo.sh
 # shellcheck source=scripts/dynamo_stack.sh
 source scripts/dynamo_stack.sh  # and, through it, the shared scripts/lib/{procs,stack}.sh
@@ -29,14 +29,14 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 dynamo_start
-stack_start_switchyard .venv/bin/python 127.0.0.1 "$SWITCHYARD_PORT" "$DYNAMO_URL" "$STRONG_MODEL" "$WEAK_MODEL" 30
+stack_start_switchyard .venv-compiled/bin/python 127.0.0.1 "$SWITCHYARD_PORT" "$DYNAMO_URL" "$STRONG_MODEL" "$WEAK_MODEL" 30
 url="$STACK_SWITCHYARD_URL"
 echo "switchyard on $url -> Dynamo frontend $DYNAMO_URL"
 echo
 
 ask() {  # ask LABEL STREAM PROMPT
   local label=$1 stream=$2 prompt=$3 body headers
-  body=$(.venv/bin/python -c 'import json,sys; print(json.dumps({"model": "auto", "max_tokens": 16, "stream": sys.argv[1] == "true",
+  body=$(.venv-compiled/bin/python -c 'import json,sys; print(json.dumps({"model": "auto", "max_tokens": 16, "stream": sys.argv[1] == "true",
     **({"stream_options": {"include_usage": True}} if sys.argv[1] == "true" else {}),
     "messages": [{"role": "user", "content": sys.argv[2]}]}))' "$stream" "$prompt")
   headers=$(mktemp)
@@ -57,7 +57,7 @@ ask "hard prompt" false "$hard"
 ask "hard prompt" true "$hard"
 echo
 # The headline counters of /stats (it also holds histograms, tokens and cost: see /dashboard).
-curl -s "$url/stats" | .venv/bin/python -c 'import json, sys; s = json.load(sys.stdin)
+curl -s "$url/stats" | .venv-compiled/bin/python -c 'import json, sys; s = json.load(sys.stdin)
 print("routing counters:", json.dumps({k: s[k] for k in ("total", "strong", "weak", "fallback", "strong_fraction", "reasons", "tokens")}))'
 echo "dashboard: $url/dashboard (with --serve)"
 

@@ -38,7 +38,7 @@
 #   FRONTEND_ARGS, SWITCHYARD_ARGS    extra flags for the frontend / switchyard (split on spaces)
 #   DYNAMO_PYTHON     python with ai-dynamo and the engine (default: .venv-dynamo/bin/python if
 #                     present, else python3)
-#   SWITCHYARD_PYTHON python with switchyard (default: .venv/bin/python if present, else python3)
+#   SWITCHYARD_PYTHON python with switchyard (default: .venv-compiled/bin/python, else .venv/bin/python if present, else python3)
 #   START_TIMEOUT     seconds for the workers to load and appear in /v1/models (default 1800)
 #   SWITCHYARD_START_TIMEOUT  seconds for switchyard's /ready (default 60)
 #   LAUNCH_RUN_DIR    logs (NAME.log), pid files and Dynamo's discovery data (default: a fresh
@@ -91,7 +91,11 @@ if [[ -z "${DYNAMO_PYTHON:-}" ]]; then
 fi
 if [[ -z "${SWITCHYARD_PYTHON:-}" ]]; then
   SWITCHYARD_PYTHON=python3
-  [[ -x "$REPO_ROOT/.venv/bin/python" ]] && SWITCHYARD_PYTHON="$REPO_ROOT/.venv/bin/python"
+  if [[ -x "$REPO_ROOT/.venv-compiled/bin/python" ]]; then  # the compiled build (scripts/setup_compiled.sh)
+    SWITCHYARD_PYTHON="$REPO_ROOT/.venv-compiled/bin/python"
+  elif [[ -x "$REPO_ROOT/.venv/bin/python" ]]; then
+    SWITCHYARD_PYTHON="$REPO_ROOT/.venv/bin/python"
+  fi
 fi
 for value in "$start_timeout" "$switchyard_timeout"; do
   [[ "$value" =~ ^[0-9]+$ ]] || die "START_TIMEOUT and SWITCHYARD_START_TIMEOUT are whole seconds (got '$value')"

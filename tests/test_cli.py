@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from dynamo.nemo_switchyard import __version__, cli, server
+from dynamo.nemo_switchyard import __version__, build, cli, server
 from dynamo.nemo_switchyard.config import Settings
 
 
@@ -90,7 +90,7 @@ def test_top_level_help_lists_serve(capsys):
 @pytest.mark.parametrize("entry,argv", [(cli.main, ["--version"]), (cli.serve_main, ["--version"])])
 def test_version(capsys, entry, argv):
     text = _help(capsys, entry, argv)
-    assert text.strip() == f"switchyard {__version__}"
+    assert text.strip() == f"switchyard {__version__} ({build()})"
 
 
 def test_main_requires_command(capsys):

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from pydantic import SecretStr
 
-from . import __version__
+from . import __version__, build
 from .config import ENV_PREFIX, ConfigError, Settings, load_settings
 from .routers.base import RouterError
 from .tools.jsonl import ToolError
@@ -86,7 +86,7 @@ def add_settings_arguments(parser: argparse.ArgumentParser, only: Sequence[str] 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="LLM routing proxy: sends each prompt to a strong or a weak model.")
-    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__} ({build()})")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
     serve = commands.add_parser("serve", help="Run the routing proxy.", description="Run the routing proxy.")
@@ -139,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def serve_main(argv: Sequence[str] | None = None) -> int:
     """``python -m dynamo.nemo_switchyard [flags]``: the server, without a subcommand."""
     parser = argparse.ArgumentParser(prog="python -m dynamo.nemo_switchyard", description="Run the Switchyard routing proxy.")
-    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__} ({build()})")
     add_settings_arguments(parser)
     return _run(_serve, parser.parse_args(argv))
 

@@ -56,8 +56,8 @@ async def _serve(settings: Settings, sock: socket.socket | None, check_backend: 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     log.info(
-        "switchyard %s on %s:%d -> %s (router %s, threshold %g, strong %s, weak %s)",
-        _version(), settings.http_host, settings.http_port, settings.backend_url,
+        "switchyard %s (%s) on %s:%d -> %s (router %s, threshold %g, strong %s, weak %s)",
+        _version(), _build(), settings.http_host, settings.http_port, settings.backend_url,
         settings.router_type, settings.threshold, settings.strong_model, settings.weak_model,
     )
     await stop.wait()
@@ -147,3 +147,9 @@ def _version() -> str:
     from . import __version__
 
     return __version__
+
+
+def _build() -> str:
+    from . import build
+
+    return build()
