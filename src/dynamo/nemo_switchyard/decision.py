@@ -45,8 +45,10 @@ class RoutingRequestError(ValueError):
     """The request names a router or threshold that cannot be used (a 400)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: mypyc compiles a frozen dataclass's __init__ as Python (1.8 µs a request, ~20x)
 class Decision:
+    """One request's routing outcome; treat it as immutable (``dataclasses.replace`` for a changed copy)."""
+
     decision: str  # strong (top tier), middle, weak (lowest tier), fallback or passthrough
     model: str
     score: float | None = None
