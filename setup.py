@@ -42,8 +42,12 @@ def ext_modules(argv: list[str]) -> list:
         print("switchyard: WARNING no C compiler (or not CPython): building pure Python, ~1.3x slower per request;"
               " install gcc to compile the request path", file=sys.stderr)
         return []
-    from mypyc.build import mypycify
-
+    try:
+        from mypyc.build import mypycify
+    except ImportError:  # e.g. pip install --no-build-isolation without mypy: the build-system requires it
+        print("switchyard: WARNING mypy (mypyc) is not installed: building pure Python, ~1.3x slower per request;"
+              " pip install mypy==2.4.1 to compile the request path", file=sys.stderr)
+        return []
     os.environ["MYPYPATH"] = "src"  # module names from src/: dynamo.nemo_switchyard.*
     paths = [f"src/dynamo/nemo_switchyard/{name}.py" for name in COMPILED]
     options = ["--ignore-missing-imports", "--explicit-package-bases"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,13 @@ def test_pure_python_without_a_compiler(setup_py, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("CC", "no-such-compiler-here")
     assert setup_py.ext_modules(["setup.py", "bdist_wheel"]) == []
     assert "no C compiler" in capsys.readouterr().err
+
+
+def test_pure_python_without_mypyc(setup_py, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setitem(sys.modules, "mypyc.build", None)  # import fails, as without mypy installed
+    monkeypatch.setattr(setup_py, "_compiler", lambda: "/usr/bin/cc")
+    assert setup_py.ext_modules(["setup.py", "bdist_wheel"]) == []
+    assert "mypyc" in capsys.readouterr().err
 
 
 def test_build_names_what_runs() -> None:
