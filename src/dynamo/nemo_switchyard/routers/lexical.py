@@ -50,12 +50,10 @@ from __future__ import annotations
 import bisect
 import json
 import math
-import operator
 import os
 import re
 import unicodedata
 from collections.abc import Sequence
-from itertools import repeat
 from typing import Any
 
 from .base import Router, RouterError
@@ -254,8 +252,17 @@ class LexicalRouter(Router):
     def logit(self, prompt: str) -> float:
         """Uncalibrated logit of "strong model needed"."""
         feats, toks = analyze(prompt)
-        text = sum(map(self._uni.get, toks, repeat(0.0)))
-        return self._bias + sum(map(operator.mul, self._dense, feats)) + text / math.sqrt(len(toks) + 1)
+        # Plain loops, not sum(map(...)): compiled (setup.py) they run on unboxed floats, ~3x fewer
+        # instructions; the sums are the same, added in the same order from 0.0.
+        weights = self._uni
+        text = 0.0
+        for tok in toks:
+            text += weights.get(tok, 0.0)
+        dense = self._dense
+        linear = 0.0
+        for i in range(len(dense)):
+            linear += dense[i] * feats[i]
+        return self._bias + linear + text / math.sqrt(len(toks) + 1)
 
     def calibrate(self, z: float) -> float:
         """Map a logit to [0, 1] through the training-mix CDF (strictly increasing)."""
