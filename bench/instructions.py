@@ -94,7 +94,7 @@ def main() -> int:
     missing = [tool for tool in ("valgrind", "callgrind_control", "callgrind_annotate", "hey", "nginx", "gcc") if shutil.which(tool) is None]
     if missing:
         sys.exit(f"missing {', '.join(missing)}: apt-get install valgrind hey nginx-light gcc")
-    interpreted = str(bench.REPO / ".venv" / "bin" / "python") if (bench.REPO / ".venv" / "bin" / "python").exists() else sys.executable
+    interpreted = str(bench.EDITABLE_PY) if bench.EDITABLE_PY.exists() else sys.executable  # --src trees: never the compiled install
     targets: list[tuple[Path | None, str]] = [(path.resolve(), interpreted) for path in args.src]
     targets += [(None, python) for python in args.python]
     targets = targets or [(bench.REPO, interpreted)]

@@ -40,8 +40,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 # The compiled build users install (scripts/setup_compiled.sh), else the editable one, else this interpreter.
-VENV_PYS = (REPO / ".venv-compiled" / "bin" / "python", REPO / ".venv" / "bin" / "python")
-PY = str(next((py for py in VENV_PYS if py.exists()), Path(sys.executable)))
+COMPILED_PY, EDITABLE_PY = REPO / ".venv-compiled" / "bin" / "python", REPO / ".venv" / "bin" / "python"
+PY = str(next((py for py in (COMPILED_PY, EDITABLE_PY) if py.exists()), Path(sys.executable)))
 
 CHAT_BODY = '{"model":"auto","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"What is the capital of France? Answer in one word."}],"max_tokens":16}'
 CHAT_RESPONSE = (

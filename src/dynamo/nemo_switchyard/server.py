@@ -19,6 +19,7 @@ import socket
 import sys
 import tempfile
 
+from . import __version__, build
 from .config import Settings
 
 log = logging.getLogger("switchyard")
@@ -57,7 +58,7 @@ async def _serve(settings: Settings, sock: socket.socket | None, check_backend: 
         loop.add_signal_handler(signum, stop.set)
     log.info(
         "switchyard %s (%s) on %s:%d -> %s (router %s, threshold %g, strong %s, weak %s)",
-        _version(), _build(), settings.http_host, settings.http_port, settings.backend_url,
+        __version__, build(), settings.http_host, settings.http_port, settings.backend_url,
         settings.router_type, settings.threshold, settings.strong_model, settings.weak_model,
     )
     await stop.wait()
@@ -141,15 +142,3 @@ def _run_workers(settings: Settings) -> int:
     finally:
         sock.close()
         shutil.rmtree(metrics_dir, ignore_errors=True)
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__
-
-
-def _build() -> str:
-    from . import build
-
-    return build()
