@@ -138,6 +138,7 @@ def test_checkpoint_folder_copy_loads_same_scores(tmp_path, router):
         ("bad_shape", "malformed"),
         ("bad_calibration", "strictly increasing"),
         ("wrong_encoder", "trained for encoder"),
+        ("wrong_lexical", "blends lexical weights"),
     ],
 )
 def test_bad_checkpoints_raise_router_error(tmp_path, damage, message):
@@ -169,8 +170,27 @@ def test_bad_checkpoints_raise_router_error(tmp_path, damage, message):
         np.savez(head, **{**arrays, "cal_z": arrays["cal_z"][::-1]})
     elif damage == "wrong_encoder":
         Path(man).write_text(json.dumps({**manifest, "encoder": {"id": "some-other-encoder"}}))
+    elif damage == "wrong_lexical":
+        Path(man).write_text(json.dumps({**manifest, "lexical": {"weights_id": "lexical-retrained"}}))
     with pytest.raises(RouterError, match=message):
         LearnedRouter.from_config(checkpoint_path=d)
+
+
+def test_default_head_blends_the_shipped_lexical_router(router):
+    """The default logit = the embedding head's + a fixed coefficient times the lexical router's logit."""
+    from dynamo.nemo_switchyard.routers.lexical import LexicalRouter
+
+    assert router.head.lexical > 0
+    assert router.manifest["lexical"]["weights_id"] == L.shipped_lexical().weights_id
+    prompts = HARD + EASY
+    lexical = LexicalRouter()
+    emb = router.encoder.embed(prompts)
+    dense, lex = L.lexical_features(prompts)
+    assert lex.tolist() == [lexical.logit(p) for p in prompts]
+    without = router.head.logit(router.head.design(emb, dense), None, np.zeros(len(prompts)))
+    assert np.allclose(router.logits(prompts), without + router.head.lexical * lex)
+    with pytest.raises(RouterError, match="blends the lexical router"):
+        router.head.logit(router.head.design(emb, dense))
 
 
 def test_calibration_is_increasing_with_tails(router):

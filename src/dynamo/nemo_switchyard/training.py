@@ -40,19 +40,22 @@ EMBED_CHUNK = 256
 
 
 def featurize(prompts: Sequence[str], progress: Progress = None, done: int = 0, total: int | None = None):
-    """(embedding, dense lexical features) of the prompts, in chunks (``progress(done + i, total)`` after each)."""
+    """(embedding, dense lexical features, shipped lexical logit) of the prompts, in chunks
+    (``progress(done + i, total)`` after each)."""
     enc = L.shared_encoder()
     total = len(prompts) if total is None else total
-    embs, dens = [], []
+    embs, dens, lexs = [], [], []
     for i in range(0, len(prompts), EMBED_CHUNK):
         chunk = list(prompts[i : i + EMBED_CHUNK])
         embs.append(enc.embed(chunk))
-        dens.append(L.dense_features(chunk))
+        dense, lexical = L.lexical_features(chunk)
+        dens.append(dense)
+        lexs.append(lexical)
         if progress:
             progress(done + i + len(chunk), total)
     if not embs:
-        return np.zeros((0, enc.dim)), np.zeros((0, len(FEATURE_NAMES)))
-    return np.vstack(embs), np.vstack(dens)
+        return np.zeros((0, enc.dim)), np.zeros((0, len(FEATURE_NAMES))), np.zeros(0)
+    return np.vstack(embs), np.vstack(dens), np.concatenate(lexs)
 
 
 def standardizer(dense: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -242,9 +245,9 @@ def train_checkpoint(
 
     fit_steps = 5 * len(C_GRID) + 2
     total = n + fit_steps
-    emb, dense = featurize(prompts, progress, 0, total)
+    emb, dense, lexical = featurize(prompts, progress, 0, total)
     default = L.LearnedRouter()
-    prior = default._logits(emb, dense)
+    prior = default._logits(emb, dense, lexical)
     y = np.clip((qs - qw + 1.0) / 2.0, 0.0, 1.0)
 
     order = np.random.RandomState(0).permutation(n)

@@ -22,6 +22,12 @@ Long prompts are truncated to a head-and-tail window: at most ``HEAD_CHARS`` + `
 characters are tokenized, then at most ``MAX_TOKENS`` word pieces are kept (the first
 ``HEAD_TOKENS`` and the last ``MAX_TOKENS - HEAD_TOKENS``).
 
+The default head blends in the lexical router (``routers/lexical.py``, shipped weights): its logit is
+the embedding head's and the lexical router's logits, each standardised on the training mix, averaged.
+Both read the same one analysis of the prompt. In leave-one-set-out evaluation the blend routed the
+never-trained RouterBench better than either model alone and the training sets as well as either
+(``scripts/train_learned.py``); the manifest names the lexical weights it was fitted with.
+
 Score: the head's logit mapped through a stored, strictly increasing piecewise-linear CDF
 (quantiles of the logits on the calibration mix, sigmoid tails), so threshold 0.5 sends about
 half of that mix to the strong model. The mapping never changes the ranking.
@@ -144,15 +150,45 @@ def shared_encoder(encoder_path: str = ENCODER_PATH, tokenizer_path: str = TOKEN
         return enc
 
 
-def dense_features(prompts: Sequence[str]):
-    """The lexical router's cheap prompt features (length, math, code, options, question words), shape (n, 29)."""
+class ShippedLexical:
+    """The lexical router with the weights this package ships, and their id (the default head blends its logit)."""
+
+    def __init__(self) -> None:
+        import hashlib
+
+        from .lexical import DEFAULT_WEIGHTS, LexicalRouter
+
+        self.router = LexicalRouter()
+        with open(DEFAULT_WEIGHTS, "rb") as f:
+            self.weights_id = "lexical-" + hashlib.sha256(f.read()).hexdigest()[:12]
+
+
+_LEXICAL: list[ShippedLexical] = []
+
+
+def shipped_lexical() -> ShippedLexical:
+    with _ENCODERS_LOCK:
+        if not _LEXICAL:
+            _LEXICAL.append(ShippedLexical())
+        return _LEXICAL[0]
+
+
+def lexical_features(prompts: Sequence[str]):
+    """The lexical router's cheap prompt features (length, math, code, options, question words), shape (n, 29),
+    and the shipped lexical router's logit, shape (n,): one analysis per prompt serves both."""
     import numpy as np
 
-    from .lexical import analyze
+    from .lexical import FEATURE_NAMES, analyze
 
-    return np.array([analyze(p if isinstance(p, str) else str(p))[0] for p in prompts], dtype=np.float64).reshape(
-        len(prompts), -1
-    )
+    lexical = shipped_lexical().router
+    n = len(prompts)
+    dense = np.empty((n, len(FEATURE_NAMES)), dtype=np.float64)
+    logits = np.empty(n, dtype=np.float64)
+    for i, p in enumerate(prompts):
+        feats, toks = analyze(p if isinstance(p, str) else str(p))
+        dense[i] = feats
+        logits[i] = lexical.logit_of(feats, toks)
+    return dense, logits
 
 
 # ----------------------------------------------------------------------------------------------- the head
@@ -161,8 +197,10 @@ def dense_features(prompts: Sequence[str]):
 class Head:
     """Features -> logit. ``kind`` linear: ``x @ w + b``; mlp: ``relu(x @ w1 + b1) @ w2 + b2``.
 
-    ``x`` = [embedding (d), standardised dense features (29)]; plus an optional ``prior`` term
-    (a coefficient times the default head's logit) for heads fine-tuned on a user's data.
+    ``x`` = [embedding (d), standardised dense features (29)]; plus two optional terms: ``lexical``
+    (a coefficient times the shipped lexical router's logit: the default head is a fixed blend of the
+    two models, which transfers better to unseen benchmarks than either alone) and ``prior`` (a
+    coefficient times the default head's logit) for heads fine-tuned on a user's data.
     Calibration: ``cal_z`` (strictly increasing logit quantiles), ``cal_p`` (their probabilities), ``cal_tail``.
     """
 
@@ -188,6 +226,7 @@ class Head:
             else:
                 raise ValueError(f"unknown head kind {kind!r} (expected 'linear' or 'mlp')")
             self.prior = float(a["prior"]) if "prior" in a else 0.0
+            self.lexical = float(a["lexical"]) if "lexical" in a else 0.0
         except (KeyError, ValueError, TypeError, IndexError) as exc:
             raise RouterError(f"learned router: malformed {source} ({exc!r})") from None
         if self.mu.shape != self.sd.shape or n_in <= self.mu.shape[0]:
@@ -210,7 +249,7 @@ class Head:
 
         return np.hstack([emb, (dense - self.mu) / self.sd])
 
-    def logit(self, x, prior_logit=None):
+    def logit(self, x, prior_logit=None, lexical_logit=None):
         import numpy as np
 
         # Row-wise products and sums (not BLAS matrix products, whose blocking depends on the batch size),
@@ -220,6 +259,10 @@ class Head:
         else:
             h = np.maximum((x[:, :, None] * self.w1[None, :, :]).sum(axis=1) + self.b1, 0.0)
             z = (h * self.w2).sum(axis=1) + self.b2
+        if self.lexical:
+            if lexical_logit is None:
+                raise RouterError("learned router: this head blends the lexical router's logit; pass it")
+            z = z + self.lexical * lexical_logit
         if self.prior and prior_logit is not None:
             z = z + self.prior * prior_logit
         return z
@@ -288,6 +331,12 @@ class LearnedRouter(Router):
         if self.head.emb_dim != self.encoder.dim:
             raise RouterError(f"learned router: checkpoint {path!r} expects {self.head.emb_dim}-d embeddings, "
                               f"the encoder gives {self.encoder.dim}-d")
+        if self.head.lexical:
+            want_lex = (self.manifest.get("lexical") or {}).get("weights_id")
+            have_lex = shipped_lexical().weights_id
+            if want_lex != have_lex:
+                raise RouterError(f"learned router: checkpoint {path!r} blends lexical weights {want_lex!r}, "
+                                  f"this package ships {have_lex!r}; retrain it with scripts/train_learned.py")
         self._prior: LearnedRouter | None = None
         if self.head.prior:
             if os.path.abspath(path) == os.path.abspath(DEFAULT_CHECKPOINT):
@@ -306,12 +355,12 @@ class LearnedRouter(Router):
         """Uncalibrated logits (numpy array) of a batch of prompts."""
         prompts = [p if isinstance(p, str) else ("" if p is None else str(p)) for p in prompts]
         emb = self.encoder.embed(prompts)
-        dense = dense_features(prompts)
-        return self._logits(emb, dense)
+        dense, lexical = lexical_features(prompts)
+        return self._logits(emb, dense, lexical)
 
-    def _logits(self, emb, dense):
-        prior = self._prior._logits(emb, dense) if self._prior is not None else None
-        return self.head.logit(self.head.design(emb, dense), prior)
+    def _logits(self, emb, dense, lexical):
+        prior = self._prior._logits(emb, dense, lexical) if self._prior is not None else None
+        return self.head.logit(self.head.design(emb, dense), prior, lexical)
 
     def score_batch(self, prompts: Sequence[str]) -> list[float]:
         if not prompts:
