@@ -13,7 +13,7 @@ import pytest
 
 from dynamo.nemo_switchyard import cli, evaluation
 from dynamo.nemo_switchyard.routers.base import Router
-from dynamo.nemo_switchyard.routers.lexical import LexicalRouter
+from dynamo.nemo_switchyard.routers.learned import LearnedRouter
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "routing"
 
@@ -141,12 +141,12 @@ def test_plot_without_matplotlib_says_how_to_install_before_scoring(tmp_path, ca
 
 
 @pytest.mark.skipif(not (SHARED / "arena_hard_v1.jsonl.gz").exists(), reason="shared routing corpus not present")
-def test_lexical_router_on_a_shared_set(capsys):
+def test_default_router_on_a_shared_set(capsys):
     path = SHARED / "arena_hard_v1.jsonl.gz"
     strong, weak = "gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1"
-    got = run_eval(capsys, "-i", str(path), "--strong", strong, "--weak", weak)  # the default router: lexical
-    assert got["router"] == "lexical" and got["n"] > 250
+    got = run_eval(capsys, "-i", str(path), "--strong", strong, "--weak", weak)  # the default router: learned
+    assert got["router"] == "learned" and got["n"] > 250
     prompts, qs, qw = evaluation.pair_rows(evaluation.load_labeled(str(path)), strong, weak)
-    expected = evaluation.evaluate(LexicalRouter.from_config().score_batch(prompts), qs, qw)
+    expected = evaluation.evaluate(LearnedRouter.from_config().score_batch(prompts), qs, qw)
     assert got["apgr"] == pytest.approx(expected["apgr"]) and got["cpt50"] == pytest.approx(expected["cpt50"])
     assert 0.3 < got["apgr"] < 0.9

@@ -11,7 +11,7 @@ import pytest
 
 from dynamo.nemo_switchyard import cli
 from dynamo.nemo_switchyard.prompt import extract_prompt
-from dynamo.nemo_switchyard.routers.lexical import LexicalRouter
+from dynamo.nemo_switchyard.routers.learned import LearnedRouter
 from dynamo.nemo_switchyard.routers.random import RandomRouter
 
 TESTS = Path(__file__).resolve().parent
@@ -51,7 +51,7 @@ def test_round_trip_keeps_objects_and_order_and_adds_scores(tmp_path):
     assert [{k: v for k, v in row.items() if k != "score"} for row in got] == ROWS
     texts = [extract_prompt("chat" if "messages" in row else "completions", row) for row in ROWS]
     assert texts[1] == "Prove Fermat's little theorem." and texts[2] == "Describe"  # the server's chat extraction
-    assert [row["score"] for row in got] == LexicalRouter.from_config().score_batch(texts)
+    assert [row["score"] for row in got] == LearnedRouter.from_config().score_batch(texts)  # the default router
     assert all(isinstance(row["score"], float) and 0.0 <= row["score"] <= 1.0 for row in got)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from .base import Router, RouterError
 
-DEFAULT_ROUTER = "lexical"
+DEFAULT_ROUTER = "learned"
 
 # name -> "module:Class", relative to this package.
 _ROUTERS: dict[str, str] = {
