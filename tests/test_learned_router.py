@@ -176,6 +176,33 @@ def test_bad_checkpoints_raise_router_error(tmp_path, damage, message):
         LearnedRouter.from_config(checkpoint_path=d)
 
 
+def _tokenizer_ids(encoder, prompts):
+    """What the Rust tokenizer alone gives (the reference for the ASCII fast path), with the same truncation."""
+    out = []
+    for e in encoder.tokenizer.encode_batch([L._clean(p) for p in prompts], add_special_tokens=False):
+        ids = e.ids
+        out.append(ids if len(ids) <= L.MAX_TOKENS else ids[: L.HEAD_TOKENS] + ids[L.HEAD_TOKENS - L.MAX_TOKENS :])
+    return out
+
+
+def test_ascii_fast_path_gives_the_tokenizers_word_pieces(router):
+    tricky = [
+        "", " ", "\n\t\r", "Hello, World!", "don't stop-believing (2x) #1 @home $5.00 100% a_b {x} [y] <z> ~`|\\^",
+        "a\x0bb c\x0cd e\x1cf g\x7fh i\x00j",  # control characters are dropped, not spaces
+        "[CLS] [MASK] [SEP] [UNK] [PAD] [cls] [Mask]",  # the tokenizer's added tokens match in raw text
+        "x" * 150 + " supercalifragilisticexpialidocious unaffable",  # > 100 characters: [UNK]
+        "naïve café 東京 Ünïcödé \u00a0nbsp \u200bzero-width",  # not ASCII: the tokenizer itself
+        "word " * 3000,  # truncated
+    ]
+    rng = random.Random(0)
+    alphabet = [*map(chr, range(128)), "[MASK]", "[SEP]", "unaffable", "ÉCOLE", "日本"]
+    fuzz = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 80))) for _ in range(2000)]
+    encoder = L.StaticEncoder()
+    for prompts in (tricky, fuzz, tricky):  # the second pass over tricky reads the word cache
+        assert encoder.token_ids(prompts) == _tokenizer_ids(encoder, prompts)
+    assert encoder._pieces  # the fast path ran
+
+
 def test_default_head_blends_the_shipped_lexical_router(router):
     """The default logit = the embedding head's + a fixed coefficient times the lexical router's logit."""
     from dynamo.nemo_switchyard.routers.lexical import LexicalRouter

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -58,6 +59,13 @@ HEAD_CHARS = 1600
 TAIL_CHARS = 600
 
 _CLS, _SEP = 101, 102
+
+# BERT's normalizer on ASCII: control characters other than tab/newline/return are dropped (not
+# spaces: "a\x0bb" is one word); its pre-tokenizer: runs of letters/digits, every other printable
+# character a word of its own, whitespace separates.
+_ASCII_CONTROLS = dict.fromkeys([*range(9), 11, 12, *range(14, 32), 127])
+_ASCII_WORDS = re.compile(r"[a-z0-9]+|[!-/:-@\[-`{-~]")
+WORD_CACHE_SIZE = 100_000  # words; cleared when full (~20 MB at most)
 
 
 def _clean(prompt: Any) -> str:
@@ -100,18 +108,47 @@ class StaticEncoder:
             raise RouterError(f"learned router: encoder table {encoder_path!r} has shape {self.table.shape}, "
                               f"expected ({self.tokenizer.get_vocab_size()}, d)")
         self.dim = int(self.table.shape[1])
+        self._pieces: dict[str, list[int]] = {}  # word -> its word-piece ids (the ASCII fast path)
+        self._added = [t.content for t in self.tokenizer.get_added_tokens_decoder().values()]  # [CLS], [MASK], ...
 
     def token_ids(self, prompts: Sequence[str]) -> list[list[int]]:
-        """Word-piece ids of each prompt (no special tokens), truncated to the head-and-tail window."""
-        encs = self.tokenizer.encode_batch([_clean(p) for p in prompts], add_special_tokens=False)
-        out = []
+        """Word-piece ids of each prompt (no special tokens), truncated to the head-and-tail window.
+
+        ASCII prompts (nearly all) take a fast path with the same result: BERT's normalizer and
+        pre-tokenizer reduce, on ASCII, to lower-casing, dropping control characters and splitting
+        into runs of letters/digits and single punctuation characters; each word's pieces come from a
+        cache filled by the real tokenizer. The Rust tokenizer costs ~0.5 µs per character (offsets,
+        normalisation bookkeeping), the fast path ~10x less. Other prompts go to the tokenizer.
+        """
+        out: list[list[int]] = []
+        slow: list[tuple[int, str]] = []
+        for p in prompts:
+            text = _clean(p)
+            if text.isascii() and not any(t in text for t in self._added):
+                out.append(self._ascii_ids(text))
+            else:
+                slow.append((len(out), text))
+                out.append([])
+        if slow:
+            for (i, _), e in zip(slow, self.tokenizer.encode_batch([t for _, t in slow], add_special_tokens=False)):
+                out[i] = e.ids
         tail = MAX_TOKENS - HEAD_TOKENS
-        for e in encs:
-            ids = e.ids
+        for i, ids in enumerate(out):
             if len(ids) > MAX_TOKENS:
-                ids = ids[:HEAD_TOKENS] + ids[-tail:]
-            out.append(ids)
+                out[i] = ids[:HEAD_TOKENS] + ids[-tail:]
         return out
+
+    def _ascii_ids(self, text: str) -> list[int]:
+        cache = self._pieces
+        ids: list[int] = []
+        for word in _ASCII_WORDS.findall(text.translate(_ASCII_CONTROLS).lower()):
+            pieces = cache.get(word)
+            if pieces is None:
+                if len(cache) >= WORD_CACHE_SIZE:
+                    cache.clear()
+                pieces = cache[word] = self.tokenizer.encode(word, add_special_tokens=False).ids
+            ids += pieces
+        return ids
 
     def embed_ids(self, ids: Sequence[Sequence[int]]):
         """Sum of the table rows of each id list (plus [CLS]/[SEP]), L2-normalised; shape (n, dim)."""
