@@ -46,6 +46,17 @@ def test_calibration_group_balanced_and_increasing():
     assert 0.0 < median < 1.0 + 1e-3  # the small group counts as much as the big one
 
 
+def test_checkpoint_keeps_calibration_steps_finer_than_float32(tmp_path):
+    """Quantiles 1e-6 apart near 10 collapse in float32 (a tied calibration is refused at load)."""
+    router = LearnedRouter()
+    arrays = {"w": router.head.w, "b": np.array(router.head.b), "mu": router.head.mu, "sd": router.head.sd,
+              "cal_z": 10.0 + 1e-6 * np.arange(5), "cal_p": np.linspace(0.1, 0.9, 5), "cal_tail": np.array(1.0)}
+    manifest = {"format": L.FORMAT, "head": {"kind": "linear"}, "encoder": {"id": router.encoder.encoder_id}}
+    training.write_checkpoint(str(tmp_path), arrays, manifest)
+    _, head = L.load_checkpoint(str(tmp_path))
+    assert head.cal_z.tolist() == arrays["cal_z"].tolist()
+
+
 def _synthetic_rows(n=300, seed=0):
     """Math-looking prompts: strong right, weak wrong; chit-chat: both right."""
     rng = random.Random(seed)

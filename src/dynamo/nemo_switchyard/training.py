@@ -146,11 +146,17 @@ def calibration(logits: np.ndarray, groups: Sequence[Any] | None = None, n_point
 
 
 def write_checkpoint(output_dir: str, arrays: dict[str, np.ndarray], manifest: dict[str, Any]) -> None:
-    """Write ``head.npz`` + ``manifest.json`` (check that the router loads them first)."""
-    L.Head(arrays, manifest["head"]["kind"], source="new head")  # validates shapes and calibration
+    """Write ``head.npz`` + ``manifest.json`` (check that the router loads them first).
+
+    Weights are stored as float32; scalars and the calibration quantiles as float64 (its strictly
+    increasing steps can be finer than float32 resolves).
+    """
+    stored = {k: np.asarray(v, dtype=np.float64 if k.startswith("cal_") or not np.ndim(v) else np.float32)
+              for k, v in arrays.items()}
+    L.Head(stored, manifest["head"]["kind"], source="new head")  # validates shapes and calibration, as written
     os.makedirs(output_dir, exist_ok=True)
     tmp = os.path.join(output_dir, L.HEAD_FILE + ".tmp.npz")
-    np.savez_compressed(tmp, **{k: np.asarray(v, dtype=np.float32 if np.ndim(v) else np.float64) for k, v in arrays.items()})
+    np.savez_compressed(tmp, **stored)
     os.replace(tmp, os.path.join(output_dir, L.HEAD_FILE))
     with open(os.path.join(output_dir, L.MANIFEST_FILE), "w", encoding="utf-8") as f:
         json.dump(manifest, f, indent=1, sort_keys=False)

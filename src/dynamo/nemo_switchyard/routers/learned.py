@@ -40,6 +40,7 @@ import os
 import re
 import threading
 from collections.abc import Sequence
+from itertools import chain
 from typing import Any
 
 from .base import Router, RouterError
@@ -139,33 +140,30 @@ class StaticEncoder:
         return out
 
     def _ascii_ids(self, text: str) -> list[int]:
+        words = _ASCII_WORDS.findall(text.translate(_ASCII_CONTROLS).lower())
         cache = self._pieces
-        ids: list[int] = []
-        for word in _ASCII_WORDS.findall(text.translate(_ASCII_CONTROLS).lower()):
-            pieces = cache.get(word)
-            if pieces is None:
-                if len(cache) >= WORD_CACHE_SIZE:
-                    cache.clear()
-                pieces = cache[word] = self.tokenizer.encode(word, add_special_tokens=False).ids
-            ids += pieces
-        return ids
+        pieces = list(map(cache.get, words))  # C-level lookups; a miss is None
+        if None in pieces:
+            if len(cache) + len(words) > WORD_CACHE_SIZE:
+                cache.clear()
+            for i, word in enumerate(words):
+                if pieces[i] is None:
+                    pieces[i] = cache[word] = self.tokenizer.encode(word, add_special_tokens=False).ids
+        return list(chain.from_iterable(pieces))
 
     def embed_ids(self, ids: Sequence[Sequence[int]]):
-        """Sum of the table rows of each id list (plus [CLS]/[SEP]), L2-normalised; shape (n, dim)."""
+        """Sum of the table rows of each id list (plus [CLS]/[SEP]), L2-normalised; shape (n, dim).
+
+        One prompt at a time (gather + sum: ~12 µs for 150 pieces), so a prompt's vector is
+        bit-identical alone and in any batch; ``np.add.reduceat`` over a whole batch was 5x slower.
+        """
         import numpy as np
 
-        n = len(ids)
-        lengths = np.fromiter((len(x) + 2 for x in ids), dtype=np.int64, count=n)
-        flat = np.empty(int(lengths.sum()), dtype=np.int64)
-        pos = 0
-        for x in ids:
-            flat[pos] = _CLS
-            flat[pos + 1 : pos + 1 + len(x)] = x
-            flat[pos + 1 + len(x)] = _SEP
-            pos += len(x) + 2
-        starts = np.zeros(n, dtype=np.int64)
-        np.cumsum(lengths[:-1], out=starts[1:])
-        v = np.add.reduceat(self.table[flat], starts, axis=0) if n else np.zeros((0, self.dim), np.float32)
+        table = self.table
+        v = np.zeros((len(ids), self.dim), dtype=np.float32)
+        for i, x in enumerate(ids):
+            rows = np.fromiter(chain((_CLS,), x, (_SEP,)), dtype=np.intp, count=len(x) + 2)
+            v[i] = table.take(rows, axis=0).sum(axis=0)
         norm = np.linalg.norm(v, axis=1, keepdims=True)
         return v / np.maximum(norm, 1e-12)
 
