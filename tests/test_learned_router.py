@@ -203,6 +203,18 @@ def test_ascii_fast_path_gives_the_tokenizers_word_pieces(router):
     assert encoder._pieces  # the fast path ran
 
 
+def test_word_cache_is_bounded(monkeypatch):
+    monkeypatch.setattr(L, "WORD_CACHE_SIZE", 50)
+    encoder = L.StaticEncoder()
+    rng = random.Random(1)
+    words = ["".join(rng.choice("abcdefghij") for _ in range(8)) for _ in range(400)]
+    prompts = [" ".join(words[i : i + 20]) for i in range(0, 400, 20)] + ["x" * (L.MAX_CACHED_WORD + 1)]
+    for p in prompts:
+        assert encoder.token_ids([p]) == _tokenizer_ids(encoder, [p])
+        assert len(encoder._pieces) <= 50
+    assert encoder._pieces and all(len(w) <= L.MAX_CACHED_WORD for w in encoder._pieces)
+
+
 def test_default_head_blends_the_shipped_lexical_router(router):
     """The default logit = the embedding head's + a fixed coefficient times the lexical router's logit."""
     from dynamo.nemo_switchyard.routers.lexical import LexicalRouter

@@ -66,7 +66,8 @@ _CLS, _SEP = 101, 102
 # character a word of its own, whitespace separates.
 _ASCII_CONTROLS = dict.fromkeys([*range(9), 11, 12, *range(14, 32), 127])
 _ASCII_WORDS = re.compile(r"[a-z0-9]+|[!-/:-@\[-`{-~]")
-WORD_CACHE_SIZE = 100_000  # words; cleared when full (~20 MB at most)
+WORD_CACHE_SIZE = 20_000  # words, cleared when full: the 10,450 corpus prompts hold 12,445 (3.3 MiB); random ones ~15 MiB
+MAX_CACHED_WORD = 24  # characters: longer words (rare) are tokenized every time, so the cache stays small
 
 
 def _clean(prompt: Any) -> str:
@@ -118,8 +119,9 @@ class StaticEncoder:
         ASCII prompts (nearly all) take a fast path with the same result: BERT's normalizer and
         pre-tokenizer reduce, on ASCII, to lower-casing, dropping control characters and splitting
         into runs of letters/digits and single punctuation characters; each word's pieces come from a
-        cache filled by the real tokenizer. The Rust tokenizer costs ~0.5 µs per character (offsets,
-        normalisation bookkeeping), the fast path ~10x less. Other prompts go to the tokenizer.
+        cache filled by the real tokenizer. The Rust tokenizer costs ~0.35 µs per character (offsets,
+        normalisation bookkeeping): 190 µs for a ~570-character corpus prompt, the fast path 68 µs.
+        Other prompts go to the tokenizer.
         """
         out: list[list[int]] = []
         slow: list[tuple[int, str]] = []
@@ -148,7 +150,9 @@ class StaticEncoder:
                 cache.clear()
             for i, word in enumerate(words):
                 if pieces[i] is None:
-                    pieces[i] = cache[word] = self.tokenizer.encode(word, add_special_tokens=False).ids
+                    pieces[i] = self.tokenizer.encode(word, add_special_tokens=False).ids
+                    if len(word) <= MAX_CACHED_WORD:
+                        cache[word] = pieces[i]
         return list(chain.from_iterable(pieces))
 
     def embed_ids(self, ids: Sequence[Sequence[int]]):
