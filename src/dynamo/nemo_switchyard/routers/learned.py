@@ -168,7 +168,7 @@ class StaticEncoder:
         for i, x in enumerate(ids):
             rows = np.fromiter(chain((_CLS,), x, (_SEP,)), dtype=np.intp, count=len(x) + 2)
             v[i] = table.take(rows, axis=0).sum(axis=0)
-        norm = np.linalg.norm(v, axis=1, keepdims=True)
+        norm = np.sqrt(np.add.reduce(v * v, axis=1, keepdims=True))  # np.linalg.norm's sum, without its wrapper
         return v / np.maximum(norm, 1e-12)
 
     def embed(self, prompts: Sequence[str]):
@@ -286,7 +286,7 @@ class Head:
     def design(self, emb, dense):
         import numpy as np
 
-        return np.hstack([emb, (dense - self.mu) / self.sd])
+        return np.concatenate((emb, (dense - self.mu) / self.sd), axis=1)
 
     def logit(self, x, prior_logit=None, lexical_logit=None):
         import numpy as np
@@ -318,7 +318,8 @@ class Head:
             out[lo] = p[0] * 2.0 / (1.0 + np.exp(np.minimum(-(z[lo] - q[0]) / t, 700.0)))
         if hi.any():
             out[hi] = 1.0 - (1.0 - p[-1]) * 2.0 / (1.0 + np.exp(np.minimum((z[hi] - q[-1]) / t, 700.0)))
-        return np.clip(out, 0.0, 1.0)
+        np.maximum(out, 0.0, out=out)  # np.clip's work without its Python wrapper (a fifth of a short prompt's head)
+        return np.minimum(out, 1.0, out=out)
 
 
 def load_checkpoint(path: str) -> tuple[dict[str, Any], Head]:
