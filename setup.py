@@ -18,7 +18,7 @@ import sysconfig
 
 from setuptools import setup
 
-# The per-request path: HTTP in and out, prompt, decision, the default router, metrics.
+# The per-request path: HTTP in and out, prompt, decision, metrics, and the lexical router (the cheap one).
 COMPILED = [
     "wire", "body", "usage", "cost", "errors", "prompt", "auth", "logs", "metrics",
     "decision", "upstream", "protocol", "app", "routers/lexical",

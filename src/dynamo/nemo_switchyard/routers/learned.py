@@ -35,6 +35,7 @@ half of that mix to the strong model. The mapping never changes the ranking.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -197,19 +198,15 @@ class ShippedLexical:
 
         from .lexical import DEFAULT_WEIGHTS, LexicalRouter
 
-        self.router = LexicalRouter()
         with open(DEFAULT_WEIGHTS, "rb") as f:
-            self.weights_id = "lexical-" + hashlib.sha256(f.read()).hexdigest()[:12]
+            data = f.read()
+        self.router = LexicalRouter(weights=json.loads(data))
+        self.weights_id = "lexical-" + hashlib.sha256(data).hexdigest()[:12]
 
 
-_LEXICAL: list[ShippedLexical] = []
-
-
+@functools.cache
 def shipped_lexical() -> ShippedLexical:
-    with _ENCODERS_LOCK:
-        if not _LEXICAL:
-            _LEXICAL.append(ShippedLexical())
-        return _LEXICAL[0]
+    return ShippedLexical()
 
 
 def lexical_features(prompts: Sequence[str]):
