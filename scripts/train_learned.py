@@ -131,9 +131,14 @@ class Distiller:
         return de.distill(self.start, self.tokens, prompts, np.vstack([self.teacher[s] for s in names]), self.lam)
 
     def encoder(self, sets: list[str]) -> L.StaticEncoder:
-        enc = L.StaticEncoder()
-        enc.table = self.table(sets).astype(np.float32)
-        return enc
+        return with_table(self.table(sets))
+
+
+def with_table(table: np.ndarray) -> L.StaticEncoder:
+    """An encoder that sums the rows of ``table`` (not written anywhere)."""
+    enc = L.StaticEncoder()
+    enc.table, enc.dim = table.astype(np.float32), table.shape[1]
+    return enc
 
 
 def write_encoder(out: str, table: np.ndarray) -> str:
@@ -339,7 +344,7 @@ def main(argv=None) -> int:
     if args.rebuild_encoder:
         table = distiller.table(list(TRAIN_SETS))
         if args.no_write:
-            encoder.table = table.astype(np.float32)
+            encoder = with_table(table)
         else:
             write_encoder(L.ENCODER_PATH, table)
             encoder = L.StaticEncoder()
