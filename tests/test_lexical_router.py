@@ -9,12 +9,11 @@ import subprocess
 import sys
 
 import pytest
+from shared_data import DATA, needs_data
 
 from dynamo.nemo_switchyard.evaluation import apgr, load_labeled, pair_rows
 from dynamo.nemo_switchyard.routers.base import Router, RouterError
 from dynamo.nemo_switchyard.routers.lexical import DEFAULT_WEIGHTS, FEATURE_NAMES, LexicalRouter, analyze
-
-DATA = "/work/shared/data/routing"
 
 HARD = [
     "Let $f(x) = \\frac{x^3 - 3x + 1}{x^2 + 1}$. Find all real $x$ such that $f(f(x)) = x$, and prove that "
@@ -126,7 +125,6 @@ def test_from_config_paths_and_errors(tmp_path):
         LexicalRouter(weights=w)
 
 
-needs_data = pytest.mark.skipif(not os.path.isdir(DATA), reason="shared routing corpus not available")
 
 
 @needs_data

@@ -17,6 +17,7 @@ import os
 import random
 
 import pytest
+from shared_data import DATA, needs_data
 
 from dynamo.nemo_switchyard.evaluation import apgr, load_labeled, pair_rows
 from dynamo.nemo_switchyard.routers.learned import LearnedRouter
@@ -130,10 +131,7 @@ def test_korean_hard_prompts_score_above_easy_ones(router):
     assert_apart(router(), KO_EASY, KO_HARD, ordered=0.9, apart=0.45)
 
 
-DATA = "/work/shared/data/routing"
-
-
-@pytest.mark.skipif(not os.path.isdir(DATA), reason="shared routing corpus not available")
+@needs_data
 @pytest.mark.parametrize("router", [LexicalRouter, LearnedRouter])
 def test_a_shared_few_shot_prefix_leaves_the_ranking_to_the_question(router):
     """RouterBench's ARC prompts began with five solved examples (the corpus removed them). Put such a
