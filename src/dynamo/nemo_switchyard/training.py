@@ -151,7 +151,7 @@ def write_checkpoint(output_dir: str, arrays: dict[str, np.ndarray], manifest: d
     Weights are stored as float32; scalars and the calibration quantiles as float64 (its strictly
     increasing steps can be finer than float32 resolves).
     """
-    stored = {k: np.asarray(v, dtype=np.float64 if k.startswith("cal_") or not np.ndim(v) else np.float32)
+    stored: dict[str, Any] = {k: np.asarray(v, dtype=np.float64 if k.startswith("cal_") or not np.ndim(v) else np.float32)
               for k, v in arrays.items()}
     L.Head(stored, manifest["head"]["kind"], source="new head")  # validates shapes and calibration, as written
     os.makedirs(output_dir, exist_ok=True)

@@ -42,7 +42,7 @@ import re
 import threading
 from collections.abc import Sequence
 from itertools import chain
-from typing import Any
+from typing import Any, cast
 
 from .base import Router, RouterError
 
@@ -145,16 +145,17 @@ class StaticEncoder:
     def _ascii_ids(self, text: str) -> list[int]:
         words = _ASCII_WORDS.findall(text.translate(_ASCII_CONTROLS).lower())
         cache = self._pieces
-        pieces = list(map(cache.get, words))  # C-level lookups; a miss is None
+        pieces: list[list[int] | None] = list(map(cache.get, words))  # C-level lookups; a miss is None
         if None in pieces:
             if len(cache) + len(words) > WORD_CACHE_SIZE:
                 cache.clear()
             for i, word in enumerate(words):
                 if pieces[i] is None:
-                    pieces[i] = self.tokenizer.encode(word, add_special_tokens=False).ids
+                    ids: list[int] = self.tokenizer.encode(word, add_special_tokens=False).ids
+                    pieces[i] = ids
                     if len(word) <= MAX_CACHED_WORD:
-                        cache[word] = pieces[i]
-        return list(chain.from_iterable(pieces))
+                        cache[word] = ids
+        return list(chain.from_iterable(cast("list[list[int]]", pieces)))  # no None left
 
     def embed_ids(self, ids: Sequence[Sequence[int]]):
         """Sum of the table rows of each id list (plus [CLS]/[SEP]), L2-normalised; shape (n, dim).

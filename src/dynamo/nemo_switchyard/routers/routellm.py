@@ -49,8 +49,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import orjson
@@ -114,8 +114,10 @@ class _OfflineOpenAI:
 OFFLINE_CLIENT = _OfflineOpenAI()
 
 
-def _import(module: str, router: str) -> ModuleType:
-    """Import a RouteLLM module: a dummy OPENAI_API_KEY for the import only, then no OpenAI client."""
+def _import(module: str, router: str) -> Any:
+    """Import a RouteLLM module: a dummy OPENAI_API_KEY for the import only, then no OpenAI client.
+
+    Typed ``Any``: RouteLLM ships no type information, and its module globals are patched here."""
     with _lock:
         dummy = "OPENAI_API_KEY" not in os.environ
         if dummy:
@@ -138,7 +140,7 @@ def _disable_openai() -> None:
     import sys
 
     for name in _CLIENT_HOLDERS:
-        module = sys.modules.get(name)
+        module: Any = sys.modules.get(name)
         if module is not None and getattr(module, "OPENAI_CLIENT", None) is not OFFLINE_CLIENT:
             module.OPENAI_CLIENT = OFFLINE_CLIENT
 
@@ -345,7 +347,7 @@ class _RouteLLMRouter(Router):
     def from_config(cls, *, checkpoint_path: str | None = None, options: dict[str, Any] | None = None) -> _RouteLLMRouter:
         options = dict(options or {})
         option = options.pop("checkpoint_path", None)  # RouteLLM's config dict carries it; --checkpoint-path wins
-        return cls(checkpoint_path or option, **options)
+        return cast(Any, cls)(checkpoint_path or option, **options)  # each subclass takes (checkpoint, **options)
 
 
 class _EmbeddingRouter(_RouteLLMRouter):

@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
 
         title = (f"{settings.router_type}: APGR {summary['apgr']:.3f} (random 0.500, oracle {summary['oracle_apgr']:.3f}), "
                  f"{n} prompts")
-        plot.quality_curve(args.plot, curve, strong=summary["strong"], weak=summary["weak"], router=settings.router_type,
+        plot.quality_curve(args.plot, curve, strong=str(summary["strong"]), weak=str(summary["weak"]), router=settings.router_type,
                            summary=title, oracle=oracle)
         if not args.quiet:
             common.note(f"wrote {args.plot}")
