@@ -75,6 +75,7 @@ EVAL_ONLY = "routerbench_subset"
 import distill_encoder as de  # noqa: E402 (scripts/ is on sys.path when run as a script)
 from anchors import anchor_rows  # noqa: E402
 from routing_pairs import PAIRS as _PAIRS  # noqa: E402
+from targets import MIXTRAL, gain_targets  # noqa: E402
 
 # The lexical script's pairs, plus GPT-4 vs GPT-3.5 on RouterBench.
 PAIRS = {**_PAIRS, EVAL_ONLY: [*_PAIRS[EVAL_ONLY], ("gpt-4-1106-preview", "gpt-3.5-turbo-1106")]}
@@ -147,31 +148,13 @@ def write_encoder(out: str, table: np.ndarray) -> str:
 # ------------------------------------------------------------------------------------------ data
 
 
-def gain_targets(rows: list[dict], exclude: tuple[str, ...] = ()) -> np.ndarray:
-    sums, counts = {}, {}
-    for r in rows:
-        for m, v in r["outcomes"].items():
-            if m in exclude:
-                continue
-            sums[m] = sums.get(m, 0.0) + v
-            counts[m] = counts.get(m, 0) + 1
-    models = sorted(sums, key=lambda m: -sums[m] / counts[m])
-    n = len(models)
-    strong, weak = set(models[: max(1, n // 4)]), set(models[n - n // 2 :])
-    out = []
-    for r in rows:
-        s = [v for m, v in r["outcomes"].items() if m in strong]
-        w = [v for m, v in r["outcomes"].items() if m in weak]
-        out.append((np.mean(s) if s else 0.5) * (1.0 - (np.mean(w) if w else 0.5)))
-    return np.clip(np.array(out), 0.0, 1.0)
-
-
 class Corpus:
-    def __init__(self, data_dir: str, task_anchors: bool = True):
+    def __init__(self, data_dir: str, task_anchors: bool = True, reference: str | None = None):
         self.rows = {s: load_labeled(os.path.join(data_dir, f"{s}.jsonl.gz")) for s in (*TRAIN_SETS, EVAL_ONLY)}
         prompts, y_anchors = anchor_rows(task_anchors)
         self.rows["trivial"] = [{"prompt": p, "outcomes": {}} for p in prompts]
-        self.y = {s: gain_targets(self.rows[s]) for s in TRAIN_SETS}
+        self.reference = reference  # the target's weak model (scripts/targets.py)
+        self.y = {s: gain_targets(self.rows[s], reference=reference) for s in TRAIN_SETS}
         self.y["trivial"] = np.array(y_anchors)
         t0 = time.time()
         self.emb: dict[str, np.ndarray] = {}  # set by embed(), with the table being evaluated or shipped
@@ -252,7 +235,7 @@ def lexical_router(c: Corpus, sets: list[str]):
     from dynamo.nemo_switchyard.routers.lexical import LexicalRouter
 
     rows = [r for s in [*sets, "trivial"] for r in c.rows[s]]
-    y = np.concatenate([tl.targets(c.rows[s], "gain") for s in sets] + [c.y["trivial"]])
+    y = np.concatenate([tl.targets(c.rows[s], "gain", c.reference) for s in sets] + [c.y["trivial"]])
     set_ids = np.array([s for s in [*sets, "trivial"] for _ in c.rows[s]])
     args = tl.parser().parse_args([])  # the lexical script's own defaults
     return LexicalRouter(weights=tl.fit(tl.Featurized([r["prompt"] for r in rows]), y, set_ids, args))
@@ -301,7 +284,7 @@ def ceilings(c: Corpus) -> list[dict]:
             prompts, qs, qw = pair_rows(rows, strong, weak)
             if not prompts:
                 continue
-            scores = {"target": dict(zip((r["prompt"] for r in rows), gain_targets(rows, exclude=(strong, weak))))}
+            scores = {"target": dict(zip((r["prompt"] for r in rows), gain_targets(rows, exclude=(strong, weak), reference=c.reference)))}
             if name == "mmlu_pro":
                 gains: dict[str, list[float]] = {}
                 for r in rows:
@@ -329,11 +312,14 @@ def main(argv=None) -> int:
     ap.add_argument("--no-write", action="store_true", help="write nothing (with --rebuild-encoder: evaluate the new table only)")
     ap.add_argument("--no-task-anchors", dest="task_anchors", action="store_false",
                     help="train with the trivial anchors only, not the kinds-of-task prior (scripts/anchors.py)")
+    ap.add_argument("--weak-reference", default="", metavar="NAME",
+                    help=f"the target's weak model where a set has its outcome, else the weaker half (scripts/targets.py; "
+                    f"measured with {MIXTRAL!r}, not adopted)")
     ap.add_argument("--report", help="write the evaluation rows as JSON here")
     args = ap.parse_args(argv)
     t0 = time.time()
 
-    c = Corpus(args.data, args.task_anchors)
+    c = Corpus(args.data, args.task_anchors, args.weak_reference or None)
     distiller = None if args.no_eval and not args.rebuild_encoder else Distiller(c, args.dim, args.raw_cache, args.context_cache,
                                                                                     args.distill_lambda)
     encoder = L.StaticEncoder()  # the shipped table, as on disk (not the process-wide cached one)
@@ -388,7 +374,7 @@ def main(argv=None) -> int:
         "strong": None,
         "weak": None,
         "target": "P(random strong model right and random weak model wrong); strong = best quarter, weak = weaker half "
-        "of each training set's models",
+        "of each training set's models" + (f" ({args.weak_reference} where the set has its outcome)" if args.weak_reference else ""),
         "trained_on": [*TRAIN_SETS, *(["161 synthetic chit-chat anchors (target 0)", "synthetic kinds-of-task anchors (scripts/anchors.py)"]
                                       if args.task_anchors else ["161 synthetic chit-chat anchors (target 0)"])],
         "head": {"kind": "linear", "features": ["minilm-static embedding", *L_feature_names(), "lexical router logit"], "C": C,

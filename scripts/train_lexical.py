@@ -12,13 +12,13 @@ Data: the routing corpus (``--data``, default /work/shared/data/routing). The
 shipped weights are trained on mmlu_pro, math_l5, crux and arena_hard_v1 only;
 routerbench_subset is evaluation-only (unclear licence) and is never trained on.
 
-Target ("strong model needed"), per prompt of a set, using all models of that set:
-rank the set's models by mean outcome; strong = best quarter, weak = weaker half;
-target = mean(strong outcomes) * (1 - mean(weak outcomes)), i.e. the chance that a
-random strong model answers well while a random weak model does not (= the mean
-over all (strong, weak) pairs of P(strong right and weak wrong) for independent
-outcomes). It needs no model-name matching across sets and transfers across pairs.
-``--target difficulty`` uses 1 - mean(weak outcomes) instead.
+Target ("strong model needed"), per prompt of a set, using all models of that set
+(``scripts/targets.py``): rank the set's models by mean outcome; strong = best quarter,
+weak = weaker half; target = mean(strong outcomes) * (1 - mean(weak outcomes)), i.e. the
+chance that a random strong model answers well while a random weak model does not. It
+needs no model-name matching across sets and transfers across pairs. ``--target
+difficulty`` uses 1 - mean(weak outcomes) instead; ``--weak-reference NAME`` one named
+weak model's outcome where a set has it (measured, not adopted: see scripts/targets.py).
 
 Anchors (``scripts/anchors.py``): 161 synthetic chit-chat / one-line-trivia prompts
 with target 0, plus a kinds-of-task prior (``scripts/anchors.py``: writing, role play,
@@ -62,6 +62,7 @@ EVAL_ONLY = ("routerbench_subset",)
 
 from anchors import anchor_rows  # noqa: E402 (scripts/ is on sys.path when run as a script)
 from routing_pairs import PAIRS  # noqa: E402
+from targets import MIXTRAL, gain_targets  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------ data / target
@@ -71,27 +72,9 @@ def load_set(data_dir: str, name: str) -> list[dict]:
     return load_labeled(os.path.join(data_dir, f"{name}.jsonl.gz"))
 
 
-def targets(rows: list[dict], kind: str) -> np.ndarray:
-    """Per-prompt "strong needed" target in [0, 1] from the set's own models."""
-    sums: Counter = Counter()
-    counts: Counter = Counter()
-    for r in rows:
-        for m, v in r["outcomes"].items():
-            sums[m] += v
-            counts[m] += 1
-    models = sorted(sums, key=lambda m: -sums[m] / counts[m])
-    n = len(models)
-    strong = set(models[: max(1, n // 4)])
-    weak = set(models[n - n // 2 :])
-    out = []
-    for r in rows:
-        o = r["outcomes"]
-        s = [v for m, v in o.items() if m in strong]
-        w = [v for m, v in o.items() if m in weak]
-        ms = sum(s) / len(s) if s else 0.5
-        mw = sum(w) / len(w) if w else 0.5
-        out.append(ms * (1.0 - mw) if kind == "gain" else 1.0 - mw)
-    return np.clip(np.array(out), 0.0, 1.0)
+def targets(rows: list[dict], kind: str, reference: str | None = None) -> np.ndarray:
+    """Per-prompt "strong needed" target in [0, 1] from the set's own models (scripts/targets.py)."""
+    return gain_targets(rows, reference=reference, kind=kind)
 
 
 # ------------------------------------------------------------------------------------ features
@@ -250,6 +233,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--data", default="/work/shared/data/routing")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(lx.__file__), "lexical_weights.json"))
     ap.add_argument("--target", choices=("gain", "difficulty"), default="gain")
+    ap.add_argument("--weak-reference", default="", metavar="NAME",
+                    help=f"the target's weak model where a set has its outcome, else the weaker half (scripts/targets.py; "
+                    f"measured with {MIXTRAL!r}, not adopted)")
     ap.add_argument("--C", type=float, default=1.0)
     ap.add_argument("--alpha", type=float, default=0.5, help="set re-weighting exponent (0 = none, 1 = equal sets)")
     ap.add_argument("--min-df", type=int, default=5)
@@ -273,7 +259,7 @@ def main(argv=None) -> int:
     t0 = time.time()
     data = {s: load_set(args.data, s) for s in TRAIN_SETS}
     rows = [r for s in TRAIN_SETS for r in data[s]]
-    y = np.concatenate([targets(data[s], args.target) for s in TRAIN_SETS])
+    y = np.concatenate([targets(data[s], args.target, args.weak_reference or None) for s in TRAIN_SETS])
     if args.anchors:
         prompts, y_anchors = anchor_rows(args.task_anchors)
         rows += [{"id": f"anchor-{i}", "set": "trivial", "prompt": p, "outcomes": {}} for i, p in enumerate(prompts)]
