@@ -235,7 +235,8 @@ def lexical_router(c: Corpus, sets: list[str]):
     from dynamo.nemo_switchyard.routers.lexical import LexicalRouter
 
     rows = [r for s in [*sets, "trivial"] for r in c.rows[s]]
-    y = np.concatenate([tl.targets(c.rows[s], "gain", c.reference) for s in sets] + [c.y["trivial"]])
+    # Targets recomputed on each set's rows as given (an in-domain fold ranks its models on the fold alone).
+    y = np.concatenate([gain_targets(c.rows[s], reference=c.reference) for s in sets] + [c.y["trivial"]])
     set_ids = np.array([s for s in [*sets, "trivial"] for _ in c.rows[s]])
     args = tl.parser().parse_args([])  # the lexical script's own defaults
     return LexicalRouter(weights=tl.fit(tl.Featurized([r["prompt"] for r in rows]), y, set_ids, args))

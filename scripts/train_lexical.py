@@ -65,16 +65,11 @@ from routing_pairs import PAIRS  # noqa: E402
 from targets import MIXTRAL, gain_targets  # noqa: E402
 
 
-# ------------------------------------------------------------------------------------ data / target
+# ------------------------------------------------------------------------------------ data
 
 
 def load_set(data_dir: str, name: str) -> list[dict]:
     return load_labeled(os.path.join(data_dir, f"{name}.jsonl.gz"))
-
-
-def targets(rows: list[dict], kind: str, reference: str | None = None) -> np.ndarray:
-    """Per-prompt "strong needed" target in [0, 1] from the set's own models (scripts/targets.py)."""
-    return gain_targets(rows, reference=reference, kind=kind)
 
 
 # ------------------------------------------------------------------------------------ features
@@ -259,7 +254,7 @@ def main(argv=None) -> int:
     t0 = time.time()
     data = {s: load_set(args.data, s) for s in TRAIN_SETS}
     rows = [r for s in TRAIN_SETS for r in data[s]]
-    y = np.concatenate([targets(data[s], args.target, args.weak_reference or None) for s in TRAIN_SETS])
+    y = np.concatenate([gain_targets(data[s], reference=args.weak_reference or None, kind=args.target) for s in TRAIN_SETS])
     if args.anchors:
         prompts, y_anchors = anchor_rows(args.task_anchors)
         rows += [{"id": f"anchor-{i}", "set": "trivial", "prompt": p, "outcomes": {}} for i, p in enumerate(prompts)]

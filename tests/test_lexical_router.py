@@ -125,8 +125,6 @@ def test_from_config_paths_and_errors(tmp_path):
         LexicalRouter(weights=w)
 
 
-
-
 @needs_data
 @pytest.mark.parametrize("weak", ["meta/llama-2-70b-chat", "mistralai/mixtral-8x7b-chat"])
 def test_held_out_mini_evaluation_beats_random(router, weak):
