@@ -76,6 +76,8 @@ def measure(src: Path | None, python: str, args: argparse.Namespace, tmp: Path, 
     if done == 0:
         raise RuntimeError(f"nothing completed through the proxy of {src or python}:\n{report}")
     dump = min(tmp.glob(f"callgrind-{port}.out.*"))  # the -d dump (the file without a suffix is the exit's)
+    if args.keep:
+        shutil.copy(dump, args.keep)
     totals = subprocess.run(["callgrind_annotate", str(dump)], capture_output=True, text=True, check=True).stdout
     total = int(re.search(r"([\d,]+) \(100\.0%\)\s+PROGRAM TOTALS", totals).group(1).replace(",", ""))
     return {"unit": unit, "done": done, "per": round(total / done)}
@@ -90,6 +92,7 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--streams", type=int, default=0, help="measure per SSE stream, this many streams (default: plain requests)")
     ap.add_argument("--chunks", type=int, default=50, help="content chunks per stream")
+    ap.add_argument("--keep", type=Path, help="copy the callgrind dump here (the last tree's), for callgrind_annotate --inclusive=yes")
     args = ap.parse_args()
     missing = [tool for tool in ("valgrind", "callgrind_control", "callgrind_annotate", "hey", "nginx", "gcc") if shutil.which(tool) is None]
     if missing:

@@ -160,6 +160,9 @@ def test_retries_are_counted_in_headers_and_can_be_disabled(start_switchyard):
     status, headers, _ = chat(none.url)
     assert status == 502 and "x-switchyard-retries" not in headers
     assert metric(none.url, 'switchyard_retries_total{kind="connect"}') == 0
+    # The decision is counted although the request never reached the backend, and once.
+    assert metric(default.url, "switchyard_routing_latency_seconds_count") == 1
+    assert metric(default.url, 'switchyard_decision_reasons_total{reason="score"}') == 1
 
 
 def test_no_retry_after_the_head_reached_the_client(proxy, reset_backend):
@@ -199,6 +202,10 @@ def test_failover_to_the_other_model_when_the_chosen_one_fails(start_switchyard,
     assert status == 200 and body == b"".join(stream_bytes("weak-model", 20))
     assert metric(server.url, 'switchyard_failovers_total{from_model="strong-model",to_model="weak-model"}') == 2
     assert metric(server.url, 'switchyard_retries_total{kind="disconnected"}') == 2
+    # Each decision counted once, as the router made it, although each request was sent three times.
+    assert metric(server.url, "switchyard_routing_latency_seconds_count") == 2
+    assert metric(server.url, 'switchyard_decision_reasons_total{reason="score"}') == 2
+    assert metric(server.url, 'switchyard_requests_total{decision="strong",status="200"}') == 2
     # Passthrough requests never fail over.
     status, headers, body = chat(server.url, {**CHAT, "model": "strong-model"})
     assert status == 502 and json.loads(body)["error"]["code"] == "backend_disconnected"

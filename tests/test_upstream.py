@@ -344,6 +344,32 @@ def test_reused_connection_closed_before_answering_is_retried_once_on_a_new_one(
     run(body())
 
 
+def test_sent_runs_once_the_request_is_written_before_the_head_arrives():
+    """The caller's bookkeeping overlaps the backend's work: ``sent`` runs after the write, not after the answer."""
+    answer = asyncio.Event()
+
+    async def behave(backend: Backend, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, index: int) -> None:
+        await backend.read_request(reader)
+        await answer.wait()
+        writer.write(OK)
+        await writer.drain()
+
+    async def body() -> None:
+        async with Backend(behave) as backend:
+            up = upstream(backend.url)
+            calls: list[int] = []
+            opening = asyncio.ensure_future(up.open("POST", b"/x", [], b"{}", lambda: calls.append(len(backend.requests))))
+            while not backend.requests:
+                await asyncio.sleep(0.001)
+            assert calls == [0] and not opening.done()  # ran when written, before the backend even read it
+            answer.set()
+            assert await (await opening).read() == b"ok"
+            assert calls == [0]
+            await up.aclose()
+
+    run(body())
+
+
 def test_stale_retry_happens_only_once():
     async def behave(backend: Backend, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, index: int) -> None:
         if index == 0:

@@ -285,17 +285,10 @@ class App:
             if decision is None:
                 return
             request.decision = decision  # for the access log
+            routing = time.perf_counter() - started
             if decision.decision != PASSTHROUGH:
                 raw = bodies.replace_model(raw, decision.model, body)
-                metrics.routing_latency.observe(time.perf_counter() - started)
-                if decision.score is not None:
-                    metrics.scores.labels(decision.router).observe(decision.score)
-                if decision.decision == FALLBACK:
-                    metrics.fallbacks.labels(decision.fallback_reason).inc()
-                elif decision.tier is not None:
-                    metrics.tiers.labels(str(decision.tier), decision.model).inc()
-            metrics.reasons.labels(decision.reason).inc()
-            await self._proxy(request, responder, raw, decision, body if decision.decision != PASSTHROUGH else None)
+            await self._proxy(request, responder, raw, decision, body if decision.decision != PASSTHROUGH else None, routing)
         finally:
             metrics.in_flight.dec()
 
@@ -403,25 +396,27 @@ class App:
         await self._proxy(request, responder, request.body, None)
 
     async def _proxy(
-        self, request: Request, responder: Responder, raw: bytes, decision: Decision | None, parsed: dict[str, Any] | None = None
+        self, request: Request, responder: Responder, raw: bytes, decision: Decision | None, parsed: dict[str, Any] | None = None, routing: float = 0.0
     ) -> None:
-        """Forward ``raw`` and relay the answer; ``parsed`` (a routed request's body) allows failover."""
+        """Forward ``raw`` and relay the answer; ``parsed`` (a routed request's body) allows failover;
+        ``routing``: the seconds the decision took."""
         metrics = self.metrics
         # Label by configured model only: passthrough names come from clients and are unbounded.
         model = decision.model if decision is not None and decision.model in self._model_labels else "other"
         outcome = _Outcome(metrics, decision, model, time.perf_counter())
+        outcome.routing = routing
         parent = request.span
         if parent is not None:
             outcome.span = self.tracing.child_span("upstream", parent, client=True, attributes={"server.address": self.settings.backend_url})
         try:
             await self._proxy_to(request, responder, raw, parsed, outcome)
         finally:
+            outcome.count()  # when the request never reached the backend
             if outcome.span is not None:
                 outcome.span.set_attribute("switchyard.model", outcome.model)
                 outcome.span.end()
 
     async def _proxy_to(self, request: Request, responder: Responder, raw: bytes, parsed: dict[str, Any] | None, outcome: "_Outcome") -> None:
-        metrics = self.metrics
         try:
             exchange = await self._connect(request, raw, parsed, outcome)
         except UpstreamError as exc:
@@ -430,10 +425,10 @@ class App:
                 self.tracing.error(outcome.span, str(exc))
             send_error(responder, exc.status, str(exc), f"backend_{exc.kind}", outcome.headers())
             return
+        outcome.ttfb = time.perf_counter() - outcome.started  # observed in record(), after the answer is out
         if outcome.span is not None:
             outcome.span.set_attribute("http.response.status_code", exchange.status)
-        extra = outcome.headers()
-        metrics.upstream_ttfb.labels(outcome.model).observe(time.perf_counter() - outcome.started)
+        extra = outcome.extra if outcome.extra is not None else outcome.headers()
         try:
             headers = filtered(exchange.headers, NOT_RETURNED)
             headers += extra
@@ -484,7 +479,7 @@ class App:
             headers = self.tracing.inject(outcome.span, headers)
         while True:
             try:
-                return await self.upstream.open(request.method, request.target, headers, raw or None)
+                return await self.upstream.open(request.method, request.target, headers, raw or None, outcome.sent)
             except UpstreamError as exc:
                 self.metrics.upstream_errors.labels(exc.kind).inc()
                 if exc.kind not in _RETRYABLE or outcome.retries >= self.settings.retries:
@@ -495,8 +490,9 @@ class App:
             await asyncio.sleep(backoff(outcome.retries, self.settings.retry_backoff))
 
     async def _relay(self, responder: Responder, exchange: Any, headers: Headers, extra: Headers, outcome: "_Outcome") -> None:
-        """Relay the backend's body. The outcome is recorded before the last write, so a client
-        that reads /stats right after its answer sees it counted."""
+        """Relay the backend's body. The outcome is recorded right after the last write, before the
+        event loop runs anything else: off the answer's path, yet a client that reads /stats once
+        it has its answer sees it counted."""
         length = exchange.content_length
         if length is not None and length <= 1 << 20:
             try:
@@ -506,10 +502,10 @@ class App:
                 outcome.record(exc.status)
                 send_error(responder, exc.status, str(exc), f"backend_{exc.kind}", extra)
                 return
+            responder.send(exchange.status, headers, body, exchange.reason or None, length)
             outcome.record(exchange.status)
             if outcome.accounted(exchange.status):
                 self._account(outcome, read_usage(body, exchange.header(b"content-type"), exchange.header(b"content-encoding")))
-            responder.send(exchange.status, headers, body, exchange.reason or None, length)
             return
         responder.start(exchange.status, headers, length, exchange.reason or None)
         tap = Tap(responder) if outcome.accounted(exchange.status) else None
@@ -523,13 +519,13 @@ class App:
             outcome.record(exchange.status)
             responder.abort()
             return
+        responder.end()
         outcome.record(exchange.status)
         if tap is not None:
             if tap.first_at is not None:
                 self.metrics.upstream_ttft.labels(outcome.model).observe(tap.first_at - outcome.started)
             usage = read_usage(tap.tail(), exchange.header(b"content-type"), exchange.header(b"content-encoding"), tap.complete)
             self._account(outcome, usage)
-        responder.end()
 
     def _account(self, outcome: "_Outcome", usage: Usage | None) -> None:
         """Tokens, cost and saving of an answered routed request, from its usage (if it reported one)."""
@@ -693,19 +689,50 @@ def _identify(request: Request, responder: Responder) -> None:
 
 
 class _Outcome:
-    """Records a proxied request's duration and status once."""
+    """Counts a proxied request's decision, duration and status once. What the answer does not
+    need is done while the backend works (``sent``) or after the answer is out (``record``),
+    so it adds nothing to the request's latency."""
 
-    __slots__ = ("metrics", "decision", "model", "started", "done", "retries", "failover", "span")
+    __slots__ = ("metrics", "decision", "chosen", "model", "started", "done", "retries", "failover", "span", "routing", "counted", "extra", "ttfb")
 
     def __init__(self, metrics: Metrics, decision: Decision | None, model: str, started: float) -> None:
         self.metrics = metrics
         self.decision = decision
+        self.chosen = decision  # the router's decision, even after a failover
         self.model = model
         self.started = started
         self.done = False
         self.retries = 0  # backend connection retries, over both models
         self.failover: str | None = None  # "from->to"
         self.span: Any = None  # the upstream span, with --tracing
+        self.routing = 0.0  # seconds the decision took
+        self.counted = False
+        self.extra: Headers | None = None  # headers(), as of the last request sent
+        self.ttfb: float | None = None  # seconds to the backend's response head
+
+    def sent(self) -> None:
+        """The request is on its way to the backend (again, after a retry or failover)."""
+        self.count()
+        self.extra = self.headers()
+
+    def count(self) -> None:
+        """The routing decision's counters, once."""
+        if self.counted:
+            return
+        self.counted = True
+        decision = self.chosen
+        if decision is None:
+            return
+        metrics = self.metrics
+        if decision.decision != PASSTHROUGH:
+            metrics.routing_latency.observe(self.routing)
+            if decision.score is not None:
+                metrics.scores.labels(decision.router).observe(decision.score)
+            if decision.decision == FALLBACK:
+                metrics.fallbacks.labels(decision.fallback_reason).inc()
+            elif decision.tier is not None:
+                metrics.tiers.labels(str(decision.tier), decision.model).inc()
+        metrics.reasons.labels(decision.reason).inc()
 
     def accounted(self, status: int) -> bool:
         """Whether the answer's usage is counted: routed requests' successful answers."""
@@ -725,5 +752,7 @@ class _Outcome:
             return
         self.done = True
         self.metrics.upstream_duration.labels(self.model).observe(time.perf_counter() - self.started)
+        if self.ttfb is not None:
+            self.metrics.upstream_ttfb.labels(self.model).observe(self.ttfb)
         if self.decision is not None:
             self.metrics.requests.labels(self.decision.decision, str(status)).inc()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+from collections.abc import Callable
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -298,8 +299,9 @@ class Upstream:
             self._loop = asyncio.get_running_loop()
         return self._loop
 
-    async def open(self, method: str, target: bytes, headers: Headers, body: bytes | None) -> Exchange:
-        """Send a request and return once the response head arrived; raise UpstreamError."""
+    async def open(self, method: str, target: bytes, headers: Headers, body: bytes | None, sent: Callable[[], None] | None = None) -> Exchange:
+        """Send a request and return once the response head arrived; raise UpstreamError.
+        ``sent`` runs once the request is written: the caller's work that can overlap the backend's."""
         length = len(body) if body else (None if method in ("GET", "HEAD", "DELETE", "OPTIONS") else 0)
         head = request_head(method, self.prefix + target, self.host_header, headers, length)
         for attempt in range(2):
@@ -313,6 +315,8 @@ class Upstream:
             if body and len(body) >= 65536:
                 connection.transport.write(body)
             exchange._start(self.first_byte_timeout)
+            if sent is not None:
+                sent()
             try:
                 await exchange._head
             except _Stale:
