@@ -1,4 +1,4 @@
-"""Added latency at concurrency 1, builds side by side: interleaved rounds, medians.
+"""Added latency at concurrency 1 (or --connections N), builds side by side: interleaved rounds, medians.
 
     .venv/bin/python bench/ab_latency.py --python .venv-compiled/bin/python --python /tmp/other/bin/python
 
@@ -58,6 +58,7 @@ def main() -> int:
             bench.run_wrk(f"http://127.0.0.1:{port}/v1/chat/completions", args.connections, 1, 0, lua, args.load_cpus, None)
         p50: dict[str, list[float]] = {name: [] for name in targets}
         p99: dict[str, list[float]] = {name: [] for name in targets}
+        rps: dict[str, list[float]] = {name: [] for name in targets}
         for round_ in range(args.rounds):
             order = list(targets) if round_ % 2 == 0 else list(reversed(targets))  # no build always first after a pause
             for name in order:
@@ -66,13 +67,14 @@ def main() -> int:
                     raise RuntimeError(f"{name}: wrk saw errors {w['errors']}")
                 p50[name].append(w["p50_ms"])
                 p99[name].append(w["p99_ms"])
+                rps[name].append(w["rps"])
             print(f"round {round_}: " + "  ".join(f"{name.split(':')[0]} {p50[name][-1]:.3f}" for name in targets), flush=True)
         base50, base99 = statistics.median(p50["direct"]), statistics.median(p99["direct"])
         print(f"\nc={args.connections}, {args.rounds} rounds of {args.duration:g} s, router {args.router_type}; medians over the rounds (ms)")
-        print(f"{'':60s} {'p50':>7s} {'added':>7s} {'p99':>7s} {'added':>7s}")
+        print(f"{'':60s} {'p50':>7s} {'added':>7s} {'p99':>7s} {'added':>7s} {'req/s':>8s}")
         for name in targets:
             m50, m99 = statistics.median(p50[name]), statistics.median(p99[name])
-            print(f"{name[:60]:60s} {m50:7.3f} {m50 - base50:+7.3f} {m99:7.3f} {m99 - base99:+7.3f}")
+            print(f"{name[:60]:60s} {m50:7.3f} {m50 - base50:+7.3f} {m99:7.3f} {m99 - base99:+7.3f} {statistics.median(rps[name]):8,.0f}")
     return 0
 
 

@@ -234,6 +234,34 @@ def test_decide_router_timeout_falls_back(monkeypatch: pytest.MonkeyPatch):
     assert result == Decision(FALLBACK, "big", None, "random", 0.5, "router_timeout")
 
 
+class ThreadRecordingRouter(Router):
+    """A thread router that may score prompts of up to 20 characters on the loop; records where it ran."""
+
+    name = "recording"
+    inline_chars = 20
+
+    def __init__(self) -> None:
+        self.threads: list[str] = []
+
+    def score_batch(self, prompts: Sequence[str]) -> list[float]:
+        self.threads.append(threading.current_thread().name)
+        return [0.9 for _ in prompts]
+
+
+@pytest.mark.parametrize("alone,prompt,on_loop", [
+    (lambda: True, "hello", True),
+    (lambda: True, "hello " * 10, False),  # longer than inline_chars
+    (lambda: False, "hello", False),  # other requests in flight: batched in the thread
+    (None, "hello", False),  # a decider nobody told (tools, tests): the thread
+])
+def test_decide_scores_a_short_prompt_on_the_loop_only_when_alone(monkeypatch: pytest.MonkeyPatch, alone, prompt, on_loop):
+    router = ThreadRecordingRouter()
+    decider = _decider_with(router, monkeypatch)
+    decider.alone = alone
+    assert _decide(decider, prompt).decision == STRONG
+    assert (router.threads == [threading.current_thread().name]) is on_loop
+
+
 def test_decide_slow_router_within_budget_is_used(monkeypatch: pytest.MonkeyPatch):
     router = SlowRouter()
     router.release.set()

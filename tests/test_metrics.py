@@ -198,6 +198,10 @@ def test_multiprocess_mode_sums_over_processes(tmp_path, monkeypatch: pytest.Mon
         assert m.request_counts() == {("strong", "200"): 2.0, ("weak", "200"): 1.0}
         assert b"switchyard_requests_total" in m.exposition()
         assert m.stats({})["strong_fraction"] == pytest.approx(2 / 3)
+        m.in_flight.inc()
+        m.in_flight.inc()
+        m.in_flight.dec()
+        assert m.in_flight.value == 1  # this process's own count (whether a request is alone), besides the shared gauge
     finally:
         monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
         values.ValueClass = values.get_value_class()

@@ -97,6 +97,62 @@ def test_inline_router_called_directly_on_loop_thread():
     assert router.threads == [threading.current_thread().name]
 
 
+class ShortInlineRouter(GatedRouter):
+    """A thread router whose prompts of up to 10 characters may be scored on the loop."""
+
+    name = "short-inline"
+    inline_chars = 10
+
+
+def test_a_short_prompt_of_a_request_alone_is_scored_on_the_loop():
+    router = ShortInlineRouter()
+
+    async def go():
+        scorer = Scorer(router)
+        assert await scorer.score("x" * 10, timeout=WAIT, alone=True) == 0.1
+        assert scorer._workers == [] and scorer._executor is None  # no queue, no thread
+        await scorer.aclose()
+
+    asyncio.run(go())
+    assert router.threads == {threading.current_thread().name}
+
+
+@pytest.mark.parametrize("prompt,alone", [("x" * 11, True), ("x" * 10, False)])
+def test_a_long_prompt_or_a_busy_moment_goes_to_the_thread(prompt, alone):
+    router = ShortInlineRouter()
+
+    async def go():
+        scorer = Scorer(router)
+        assert await scorer.score(prompt, timeout=WAIT, alone=alone) == len(prompt) / 100
+        await scorer.aclose()
+
+    asyncio.run(go())
+    assert router.threads and threading.current_thread().name not in router.threads
+
+
+def test_a_short_prompt_waits_for_the_thread_while_a_batch_is_being_scored():
+    """Never two callers of a router at once: a short prompt does not overtake a running batch on the loop."""
+    router = ShortInlineRouter()
+
+    async def go():
+        scorer = Scorer(router)
+        router.gate.clear()
+        first = asyncio.ensure_future(scorer.score("x" * 50, timeout=WAIT))
+        await _until(router.entered)
+        assert not scorer.idle
+        second = asyncio.ensure_future(scorer.score("x" * 5, timeout=WAIT, alone=True))
+        await asyncio.sleep(0.01)
+        assert not second.done()  # queued behind the batch, not scored on the loop
+        router.gate.set()
+        assert (await first, await second) == (0.5, 0.05)
+        assert scorer.idle
+        await scorer.aclose()
+
+    asyncio.run(go())
+    assert threading.current_thread().name not in router.threads
+    assert router.batches == [["x" * 50], ["x" * 5]]
+
+
 @pytest.mark.parametrize("scores", [[1.5], [math.nan], [0.1, 0.2], []])
 def test_inline_router_bad_scores_rejected(scores):
     async def go():

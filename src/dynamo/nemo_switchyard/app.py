@@ -103,6 +103,7 @@ class App:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.decider = Decider(settings)
+        self.decider.alone = self._alone
         self.load: Any = None  # the backend's load, with --load-aware (see load.py)
         self._session_header = settings.session_header.lower().encode("latin-1") if settings.session_header else None
         self._contextual = settings.affinity != "off" or settings.allow_threshold_header or settings.allow_model_header
@@ -381,6 +382,10 @@ class App:
                     choices = ", ".join(["strong", "weak", *(tier.model for tier in self.decider.tiers)])
                     raise RoutingRequestError(f"x-switchyard-model must be one of: {choices}; got {sent.decode('latin-1')[:64]!r}")
         return context
+
+    def _alone(self) -> bool:
+        """Whether the routed request being decided is this process's only one in flight."""
+        return self.metrics.in_flight.value <= 1
 
     def _reject(self, responder: Responder, status: int, message: str, code: str) -> None:
         self.metrics.requests.labels("rejected", str(status)).inc()

@@ -98,6 +98,7 @@ class Decider:
         self.default = Target(settings.router_type, settings.threshold)
         self._scorers: dict[str, Scorer] = {}
         self._loading: dict[str, asyncio.Lock] = {}
+        self.alone: Callable[[], bool] | None = None  # whether the request being decided is the only one in flight
         self.budget: StrongShareBudget | None = None
         if settings.target_strong_fraction is not None:
             self.budget = StrongShareBudget(
@@ -179,7 +180,10 @@ class Decider:
         scorer = self._scorers.get(target.router) or await self.scorer(target.router)
         try:
             # a cheap router is called directly: two coroutines fewer per request
-            score = scorer.score_inline(prompt) if scorer.router.inline else await scorer.score(prompt, settings.router_timeout)
+            if scorer.router.inline:
+                score = scorer.score_inline(prompt)
+            else:
+                score = await scorer.score(prompt, settings.router_timeout, self.alone is not None and self.alone())
         except ScoringTimeout as exc:
             log.warning("routing fell back: %s", exc)
             return self._fallback(target.router, threshold, "router_timeout")

@@ -146,16 +146,14 @@ class _InFlight:
             gauge.set_function(lambda: self.value)
 
     def inc(self) -> None:
+        self.value += 1  # this process's own count, also with several workers
         if self._shared:
             self._gauge.inc()
-        else:
-            self.value += 1
 
     def dec(self) -> None:
+        self.value -= 1
         if self._shared:
             self._gauge.dec()
-        else:
-            self.value -= 1
 
 
 class Metrics:

@@ -34,6 +34,11 @@ class Scorer:
         self._workers: list[asyncio.Task[None]] = []
         self._executor: ThreadPoolExecutor | None = None
 
+    @property
+    def idle(self) -> bool:
+        """No prompt queued or being scored: the router is free for :meth:`score_inline`."""
+        return not self._queue and not self._running
+
     def score_inline(self, prompt: str) -> float:
         """Score one prompt with a cheap (``inline``) router right here: no coroutine, no queue."""
         scores = self.router.score_batch((prompt,))
@@ -41,9 +46,11 @@ class Scorer:
             return score
         return _checked(scores)[0]
 
-    async def score(self, prompt: str, timeout: float) -> float:
-        """Score one prompt; raise ScoringTimeout or RouterError."""
-        if self.router.inline:
+    async def score(self, prompt: str, timeout: float, alone: bool = False) -> float:
+        """Score one prompt; raise ScoringTimeout or RouterError. ``alone``: no other request is
+        in flight, so a prompt within the router's ``inline_chars`` is scored right here."""
+        router = self.router
+        if router.inline or (alone and len(prompt) <= router.inline_chars and self.idle):
             return self.score_inline(prompt)
         if not self._workers:
             self._start()

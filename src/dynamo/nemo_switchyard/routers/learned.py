@@ -354,6 +354,7 @@ class LearnedRouter(Router):
 
     name = "learned"
     inline = False
+    inline_chars = 1000  # ~0.1-0.25 ms to score (0.7 ms at worst); longer prompts and busy moments: the thread, batched
     concurrency = 1
 
     def __init__(self, checkpoint_path: str | None = None, encoder_path: str | None = None):
