@@ -15,6 +15,7 @@ import os
 import shutil
 import sys
 import sysconfig
+from pathlib import Path
 
 from setuptools import setup
 
@@ -49,9 +50,13 @@ def ext_modules(argv: list[str]) -> list:
               " pip install mypy==2.4.1 to compile the request path", file=sys.stderr)
         return []
     os.environ["MYPYPATH"] = "src"  # module names from src/: dynamo.nemo_switchyard.*
-    paths = [f"src/dynamo/nemo_switchyard/{name}.py" for name in COMPILED]
+    compiled = [f"src/dynamo/nemo_switchyard/{name}.py" for name in COMPILED]
+    # Every module of the package is read from this tree, the interpreted ones too: left to the
+    # import search, mypy would type-check the compiled modules against an older switchyard already
+    # installed in the environment (a PEP 561 package: it ships py.typed), and fail the upgrade.
+    package = sorted(str(path) for path in Path("src/dynamo/nemo_switchyard").rglob("*.py"))
     options = ["--ignore-missing-imports", "--explicit-package-bases"]
-    return mypycify(options + paths, opt_level="3", group_name="dynamo_nemo_switchyard")
+    return mypycify(options + package, only_compile_paths=compiled, opt_level="3", group_name="dynamo_nemo_switchyard")
 
 
 if __name__ == "__main__":  # as setuptools runs it; tests/test_setup.py imports it

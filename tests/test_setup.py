@@ -61,6 +61,25 @@ def test_pure_python_without_mypyc(setup_py, monkeypatch: pytest.MonkeyPatch, ca
     assert "mypyc" in capsys.readouterr().err
 
 
+def test_mypyc_reads_the_whole_package_from_this_tree(setup_py, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Upgrading over an installed switchyard must not type-check the new modules against the old ones."""
+    seen: dict[str, object] = {}
+
+    def mypycify(paths, **kwargs):
+        seen.update(paths=paths, **kwargs)
+        return ["extension"]
+
+    build = type(sys)("mypyc.build")
+    build.mypycify = mypycify  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "mypyc.build", build)
+    monkeypatch.setattr(setup_py, "_compiler", lambda: "/usr/bin/cc")
+    monkeypatch.chdir(ROOT)
+    assert setup_py.ext_modules(["setup.py", "bdist_wheel"]) == ["extension"]
+    sources = {path for path in seen["paths"] if path.endswith(".py")}  # type: ignore[attr-defined]
+    assert sources == {str(path.relative_to(ROOT)) for path in (ROOT / "src" / "dynamo" / "nemo_switchyard").rglob("*.py")}
+    assert seen["only_compile_paths"] == [f"src/dynamo/nemo_switchyard/{name}.py" for name in setup_py.COMPILED]
+
+
 def test_build_names_what_runs() -> None:
     compiled = importlib.util.find_spec("dynamo.nemo_switchyard.app").origin.endswith(".so")
     assert package.build() == ("compiled" if compiled else "pure Python")
