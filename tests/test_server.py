@@ -45,6 +45,20 @@ def test_the_reservation_is_capped():
     assert reserved == 1000 and 1000 <= after < 4096
 
 
+def test_a_descriptor_already_open_at_the_top_is_left_alone():
+    code = """
+import os, sys
+from dynamo.nemo_switchyard.server import reserve_descriptors
+r, w = os.pipe()
+os.dup2(w, 999)
+print(reserve_descriptors(limit=1000))
+os.write(999, b"still open")
+print(os.read(r, 100).decode())
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[:2] == ["1000", "still open"]
+
+
 def test_a_limit_within_the_initial_table_reserves_nothing():
     before, reserved, after, _ = probe(soft=64, limit=65536)
     assert reserved == 0 and after == before

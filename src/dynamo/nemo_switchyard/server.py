@@ -104,6 +104,11 @@ def reserve_descriptors(limit: int = 65536) -> int:
         size = limit if soft == resource.RLIM_INFINITY else min(soft, limit)
         if size <= 64:  # the table every process starts with
             return 0
+        try:
+            os.fstat(size - 1)
+            return size  # in use (inherited): the table is already that large, and dup2 would close it
+        except OSError:
+            pass
         fd = os.open(os.devnull, os.O_RDONLY)
         try:
             os.dup2(fd, size - 1, inheritable=False)  # the highest descriptor allowed: the kernel sizes the table for it
