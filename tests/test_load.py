@@ -294,7 +294,7 @@ def test_polls_a_metrics_server(caplog: pytest.LogCaptureFixture) -> None:
 
     async def go() -> None:
         async with server as url:
-            load = BackendLoad(url, interval=0.05)
+            load = BackendLoad(url, interval=0.05, timeout=5.0)  # a slow machine must not turn an answer into a timeout
             load.start()
             try:
                 await _until(lambda: load.scrapes == 2)
@@ -325,7 +325,7 @@ def test_unreachable_backend_is_not_saturated(caplog: pytest.LogCaptureFixture) 
         port = probe.sockets[0].getsockname()[1]
         probe.close()
         await probe.wait_closed()  # nothing listens there now
-        load = BackendLoad(f"http://127.0.0.1:{port}/metrics", interval=0.05)
+        load = BackendLoad(f"http://127.0.0.1:{port}/metrics", interval=0.05, timeout=5.0)
         try:
             assert await load.poll_once() is False
             assert await load.poll_once() is False
