@@ -121,7 +121,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def __init__(
         self, handler: Handler, *, max_body_size: int, connections: set["HttpProtocol"], on_reject: Callable[[int], None] | None = None,
-        writes: "Writes | None" = None,
+        writes: Writes | None = None,
     ) -> None:
         self.handler = handler
         self.max_body_size = max_body_size
