@@ -140,7 +140,6 @@ class HttpProtocol(asyncio.Protocol):
         self._rejected = False
         self._rejection: bytes | None = None  # an error to send once earlier pipelined answers are out
         self._continue_pending = False
-        self._drain: asyncio.Future[None] | None = None
 
     @property
     def idle(self) -> bool:
@@ -172,8 +171,6 @@ class HttpProtocol(asyncio.Protocol):
         if self._task is not None:
             self._task.cancel()  # the handler closes its backend request
         self._queue.clear()
-        if self._drain is not None and not self._drain.done():
-            self._drain.set_result(None)
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -184,8 +181,6 @@ class HttpProtocol(asyncio.Protocol):
         self.write_paused = False
         if self.upstream_reader is not None and not self.upstream_reader.is_closing():
             self.upstream_reader.resume_reading()
-        if self._drain is not None and not self._drain.done():
-            self._drain.set_result(None)
 
     # -- httptools callbacks -------------------------------------------------
 
@@ -333,12 +328,6 @@ class HttpProtocol(asyncio.Protocol):
             self.transport.close()
             self.closed = True
         return self.closed
-
-    async def wait_writable(self) -> None:
-        """Wait while the client's socket buffer is full."""
-        if self.write_paused and not self.closed:
-            self._drain = self.loop.create_future()
-            await self._drain
 
 
 def protocol_factory(
