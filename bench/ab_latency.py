@@ -47,11 +47,7 @@ def main() -> int:
         targets["nginx proxy_pass"] = nginx_port
         for i, python in enumerate(pythons):
             port = bench.free_port()
-            proc = procs.start(f"proxy{i}", [
-                *bench.taskset(args.proxy_cpus), python, "-m", "dynamo.nemo_switchyard", "--http-host", "127.0.0.1", "--http-port", str(port),
-                "--backend-url", f"http://127.0.0.1:{backend}", "--strong-model", "strong-model", "--weak-model", "weak-model",
-                "--router-type", args.router_type, "--log-level", "warning",
-            ], tmp / f"proxy{i}.out")
+            proc = procs.start(f"proxy{i}", bench.taskset(args.proxy_cpus) + bench.proxy_args(python, port, backend, args.router_type), tmp / f"proxy{i}.out")
             bench.wait_http(f"http://127.0.0.1:{port}/health", timeout=120, proc=proc)
             targets[f"{i}: {python}"] = port
         for name, port in targets.items():  # warm every path once

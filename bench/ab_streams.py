@@ -57,11 +57,8 @@ def main() -> int:
                 else:
                     python = pythons[int(name.split(":")[0])]
                     port = bench.free_port()
-                    proxy = procs.start(f"proxy-{round_}", [
-                        *bench.taskset(args.proxy_cpus), python, "-m", "dynamo.nemo_switchyard", "--http-host", "127.0.0.1",
-                        "--http-port", str(port), "--backend-url", f"http://127.0.0.1:{backend}", "--strong-model", "strong-model",
-                        "--weak-model", "weak-model", "--router-type", args.router_type, "--log-level", "warning",
-                    ], tmp / f"proxy-{round_}.out")
+                    command = bench.taskset(args.proxy_cpus) + bench.proxy_args(python, port, backend, args.router_type)
+                    proxy = procs.start(f"proxy-{round_}", command, tmp / f"proxy-{round_}.out")
                     try:
                         bench.wait_http(f"http://127.0.0.1:{port}/health", timeout=120, proc=proxy)
                         bench.run_streams(client, port, args, args.load_cpus, None, streams=100)

@@ -45,9 +45,7 @@ def measure(src: Path | None, python: str, args: argparse.Namespace, tmp: Path, 
     out = tmp / f"callgrind-{port}.out"
     env = dict(os.environ, PYTHONPATH=str(src / "src")) if src is not None else {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     proxy = subprocess.Popen(
-        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--dump-instr=no", python, "-m", "dynamo.nemo_switchyard",
-         "--http-host", "127.0.0.1", "--http-port", str(port), "--backend-url", f"http://127.0.0.1:{backend_port}",
-         "--strong-model", "strong-model", "--weak-model", "weak-model", "--router-type", args.router_type, "--log-level", "warning"],
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--dump-instr=no", *bench.proxy_args(python, port, backend_port, args.router_type)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     try:

@@ -179,6 +179,15 @@ def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen | None = N
     raise RuntimeError(f"{url} did not come up: {last}")
 
 
+def proxy_args(python: str, port: int, backend_port: int, router: str) -> list[str]:
+    """The switchyard command line every benchmark here measures (one worker unless more are added)."""
+    return [
+        python, "-m", "dynamo.nemo_switchyard", "--http-host", "127.0.0.1", "--http-port", str(port),
+        "--backend-url", f"http://127.0.0.1:{backend_port}", "--strong-model", "strong-model", "--weak-model", "weak-model",
+        "--router-type", router, "--log-level", "warning",
+    ]
+
+
 def taskset(cpus: str | None) -> list[str]:
     return ["taskset", "-c", cpus] if cpus else []
 
@@ -489,11 +498,7 @@ def main() -> int:
 
         def start_proxy(backend_port: int, workers: int, cpus: str) -> tuple[subprocess.Popen, int]:
             port = free_port()
-            cmd = taskset(cpus) + [
-                PY, "-m", "dynamo.nemo_switchyard", "--http-host", "127.0.0.1", "--http-port", str(port),
-                "--backend-url", f"http://127.0.0.1:{backend_port}", "--strong-model", "strong-model", "--weak-model", "weak-model",
-                "--router-type", router, "--log-level", "warning", "--workers", str(workers),
-            ]
+            cmd = taskset(cpus) + proxy_args(PY, port, backend_port, router) + ["--workers", str(workers)]
             p = procs.start(f"proxy-w{workers}", cmd, tmp / f"proxy-w{workers}-{backend_port}.log", cwd=str(REPO))
             wait_http(f"http://127.0.0.1:{port}/health", proc=p)
             time.sleep(0.5)

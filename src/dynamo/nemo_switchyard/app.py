@@ -408,8 +408,7 @@ class App:
         metrics = self.metrics
         # Label by configured model only: passthrough names come from clients and are unbounded.
         model = decision.model if decision is not None and decision.model in self._model_labels else "other"
-        outcome = _Outcome(metrics, decision, model, time.perf_counter())
-        outcome.routing = routing
+        outcome = _Outcome(metrics, decision, model, time.perf_counter(), routing)
         parent = request.span
         if parent is not None:
             outcome.span = self.tracing.child_span("upstream", parent, client=True, attributes={"server.address": self.settings.backend_url})
@@ -700,7 +699,7 @@ class _Outcome:
 
     __slots__ = ("metrics", "decision", "chosen", "model", "started", "done", "retries", "failover", "span", "routing", "counted", "extra", "ttfb")
 
-    def __init__(self, metrics: Metrics, decision: Decision | None, model: str, started: float) -> None:
+    def __init__(self, metrics: Metrics, decision: Decision | None, model: str, started: float, routing: float = 0.0) -> None:
         self.metrics = metrics
         self.decision = decision
         self.chosen = decision  # the router's decision, even after a failover
@@ -710,7 +709,7 @@ class _Outcome:
         self.retries = 0  # backend connection retries, over both models
         self.failover: str | None = None  # "from->to"
         self.span: Any = None  # the upstream span, with --tracing
-        self.routing = 0.0  # seconds the decision took
+        self.routing = routing  # seconds the decision took
         self.counted = False
         self.extra: Headers | None = None  # headers(), as of the last request sent
         self.ttfb: float | None = None  # seconds to the backend's response head
