@@ -137,6 +137,7 @@ def test_checkpoint_folder_copy_loads_same_scores(tmp_path, router):
         ("bad_calibration", "strictly increasing"),
         ("wrong_encoder", "trained for encoder"),
         ("wrong_lexical", "blends lexical weights"),
+        ("fewer_features", "trained on 29 prompt features"),
     ],
 )
 def test_bad_checkpoints_raise_router_error(tmp_path, damage, message):
@@ -168,6 +169,9 @@ def test_bad_checkpoints_raise_router_error(tmp_path, damage, message):
         np.savez(head, **{**arrays, "cal_z": arrays["cal_z"][::-1]})
     elif damage == "wrong_encoder":
         Path(man).write_text(json.dumps({**manifest, "encoder": {"id": "some-other-encoder"}}))
+    elif damage == "fewer_features":  # a head trained before the prompt features grew from 29
+        d_emb = arrays["w"].shape[0] - arrays["mu"].shape[0]
+        np.savez(head, **{**arrays, "mu": arrays["mu"][:29], "sd": arrays["sd"][:29], "w": arrays["w"][: d_emb + 29]})
     elif damage == "wrong_lexical":
         Path(man).write_text(json.dumps({**manifest, "lexical": {"weights_id": "lexical-retrained"}}))
     with pytest.raises(RouterError, match=message):

@@ -131,6 +131,135 @@ def test_korean_hard_prompts_score_above_easy_ones(router):
     assert_apart(router(), KO_EASY, KO_HARD, ordered=0.9, apart=0.45)
 
 
+# Short prompts: mostly chit-chat and trivia, so the routers' length features make them easy; but a
+# short mathematics question is as hard as a long one (in MATH level 5 the shortest quarter of the
+# problems has the largest gain). Before the "tiny" hinge had products with the prompt's numbers,
+# operators and compute words, the hard probes below scored 0.001-0.054 (lexical) and 0.000-0.137
+# (learned), next to 0.000-0.001 for the easy ones. None is worded like the anchors' templates.
+SHORT_EASY = ["What's 6 plus 7?", "What year did World War 2 end?", "How many continents are there?",
+              "Name three primary colors.", "Is 10 bigger than 7?"]
+SHORT_HARD = ["Compute 17^3 mod 23.", "Find the smallest prime factor of 1001.", "How many positive divisors does 720 have?",
+              "Find the last two digits of 3^400.", "What is the greatest common divisor of 1071 and 462?"]
+
+
+@pytest.mark.parametrize("router", [LexicalRouter, LearnedRouter])
+def test_short_mathematics_questions_score_above_short_trivia(router):
+    assert_apart(router(), SHORT_EASY, SHORT_HARD, ordered=0.95, apart=0.5)
+
+
+# Chat prompts of MT-Bench's eight categories, written for this test (none is MT-Bench's). GPT-4 gains
+# most over open models such as Mixtral on reasoning, coding and mathematics, less on extraction and
+# least on writing, role play, STEM and humanities explanations (MT-Bench's per-category scores); a
+# router should rank the categories that way. Spearman correlation of score and that three-level
+# gain: lexical 0.623, learned 0.572 before the short-prompt features, 0.691 and 0.741 with them.
+MT_STYLE = {
+ "writing": [
+  "Write a travel blog post about a week spent hiking in the Scottish Highlands, with tips on gear and food.",
+  "Compose a limerick about a cat who learns to play the piano.",
+  "Draft a professional email declining a job offer politely while keeping the door open for the future.",
+  "Write a 200-word short story that begins with the sentence: 'The train never arrived.'",
+  "Edit this paragraph to make it more concise and formal: we was going to the shop but it were closed so we just went home i guess.",
+  "Write a product announcement for a new app that helps people track their houseplants' watering.",
+ ],
+ "roleplay": [
+  "Pretend you are Sherlock Holmes and explain to me how you would find my lost keys.",
+  "You are a sommelier. Recommend a wine for a dinner of grilled salmon and explain your choice.",
+  "Act as my personal fitness coach and motivate me to go running this morning.",
+  "Imagine you are a medieval knight writing a letter to the king about a dragon sighting.",
+  "Play the role of a tour guide in Rome and describe the Colosseum to a group of tourists.",
+  "You are a stand-up comedian. Give me a two-minute bit about working from home.",
+ ],
+ "humanities": [
+  "Discuss how the Industrial Revolution changed family life in nineteenth-century Britain.",
+  "What are the main differences between utilitarianism and Kantian ethics? Give an example of each.",
+  "Explain the significance of the Treaty of Westphalia for the modern concept of sovereignty.",
+  "How might a central bank's decision to raise interest rates affect unemployment and inflation?",
+  "Compare the leadership styles of Abraham Lincoln and Winston Churchill during wartime.",
+  "Describe the main themes of Orwell's novel 1984 and why it is still read today.",
+ ],
+ "stem": [
+  "Explain how a lithium-ion battery stores and releases energy.",
+  "Why is the sky blue during the day and red at sunset? Explain the physics.",
+  "Describe the process of CRISPR gene editing and one ethical concern it raises.",
+  "How do vaccines train the immune system? Describe the role of memory B cells.",
+  "What is the difference between nuclear fission and nuclear fusion, and why is fusion hard to achieve?",
+  "Explain what a p-value means in a clinical trial and a common way it is misinterpreted.",
+ ],
+ "extraction": [
+  "Extract every company name and its founding year from the following text and return them as JSON: Acme Corp was founded in 1952 in Ohio. Later, in 1978, its rival Globex started trading, and Initech followed in 1991 after a merger.",
+  "From the review below, identify the product, the rating out of five, and the main complaint. Review: 'I bought the Zento blender last month. It is powerful but painfully loud; I would give it three stars.'",
+  "Read these three sentences and list each person's name with their job title in a table: Maria Lopez, head of sales, opened the meeting. Ken Ito, our CTO, presented the roadmap. The intern, Sam Reed, took notes.",
+  "Given the following log lines, count how many errors occurred per service and output a CSV: [auth] ERROR timeout; [db] INFO ok; [auth] ERROR bad token; [cart] ERROR null; [db] ERROR disk full",
+  "Summarize the key dates mentioned in this paragraph as a bullet list: The project began on 3 March 2021, the prototype shipped on 15 June 2022 and the final release is planned for January 2024.",
+  "Identify the countries, their capitals and the languages spoken in the passage and present them as JSON: In Lima, the capital of Peru, people speak Spanish and Quechua; Ottawa is Canada's capital, where English and French are used.",
+ ],
+ "coding": [
+  "Write a Python function that returns the longest palindromic substring of a string in O(n^2) time.",
+  "Implement a thread-safe LRU cache in Java with get and put in O(1).",
+  "Write a C++ program that reads a graph and finds the shortest path between two nodes using Dijkstra's algorithm.",
+  "Given a sorted array rotated at an unknown pivot, write a function to search for a target value in O(log n).",
+  "Write a SQL query that finds, for each department, the employee with the second highest salary.",
+  "Implement a function to find the median of two sorted arrays of different sizes with O(log(min(m,n))) complexity.",
+ ],
+ "math": [
+  "The vertices of a triangle are at (1, 2), (-3, 5) and (4, -1). What is its area?",
+  "If 3x + 7 = 2(x - 4) + 15, what is x?",
+  "A bag has 4 red and 6 blue marbles. Two are drawn without replacement. What is the probability that both are blue?",
+  "Find all real solutions of x^4 - 5x^2 + 4 = 0.",
+  "A company's revenue grows 8% per year. After how many years will it first exceed double today's revenue?",
+  "How many positive divisors does 720 have?",
+ ],
+ "reasoning": [
+  "Mary has four brothers. Each brother has two sisters. How many sisters does Mary have?",
+  "I am in a race and I overtake the person in third place. What place am I in now?",
+  "Tom is looking at Sue, and Sue is looking at Ray. Tom is married, Ray is not. Is a married person looking at an unmarried person?",
+  "If yesterday was two days after Monday, what day will it be three days after tomorrow?",
+  "A farmer has 17 sheep and all but 9 run away. How many are left?",
+  "Five friends sit in a row. Ada is left of Ben, Cy is right of Dee, and Eve sits in the middle. Ben is at the right end. Who can sit at the left end?",
+ ],
+}
+GAIN_LEVEL = {"reasoning": 2, "coding": 2, "math": 2, "extraction": 1,
+              "writing": 0, "roleplay": 0, "stem": 0, "humanities": 0}
+
+
+def _ranks(xs: list[float]) -> list[float]:
+    """Ranks from 1, ties sharing their mean rank."""
+    order = sorted(range(len(xs)), key=xs.__getitem__)
+    ranks = [0.0] * len(xs)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and xs[order[j + 1]] == xs[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def spearman(xs: list[float], ys: list[float]) -> float:
+    rx, ry = _ranks(xs), _ranks(ys)
+    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
+    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
+    return cov / (sum((a - mx) ** 2 for a in rx) * sum((b - my) ** 2 for b in ry)) ** 0.5
+
+
+def test_spearman_helper():
+    assert spearman([1, 2, 3], [10, 20, 30]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert spearman([0, 0, 1, 1], [0.1, 0.2, 0.3, 0.4]) == pytest.approx(0.894, abs=1e-3)
+
+
+@pytest.mark.parametrize("router", [LexicalRouter, LearnedRouter])
+def test_mt_bench_style_categories_rank_by_the_strong_models_gain(router):
+    r = router()
+    levels, scores = [], []
+    for category, prompts in MT_STYLE.items():
+        levels += [GAIN_LEVEL[category]] * len(prompts)
+        scores += r.score_batch(prompts)
+    assert spearman(levels, scores) >= 0.65
+
+
 @needs_data
 @pytest.mark.parametrize("router", [LexicalRouter, LearnedRouter])
 def test_a_shared_few_shot_prefix_leaves_the_ranking_to_the_question(router):

@@ -211,7 +211,7 @@ def shipped_lexical() -> ShippedLexical:
 
 
 def lexical_features(prompts: Sequence[str]):
-    """The lexical router's cheap prompt features (length, math, code, options, question words), shape (n, 29),
+    """The lexical router's cheap prompt features (length, math, code, options, question words), shape (n, 33),
     and the shipped lexical router's logit, shape (n,): one analysis per prompt serves both."""
     import numpy as np
 
@@ -234,7 +234,7 @@ def lexical_features(prompts: Sequence[str]):
 class Head:
     """Features -> logit. ``kind`` linear: ``x @ w + b``; mlp: ``relu(x @ w1 + b1) @ w2 + b2``.
 
-    ``x`` = [embedding (d), standardised dense features (29)]; plus two optional terms: ``lexical``
+    ``x`` = [embedding (d), standardised dense features (33)]; plus two optional terms: ``lexical``
     (a coefficient times the shipped lexical router's logit: the default head is a fixed blend of the
     two models, which transfers better to unseen benchmarks than either alone) and ``prior`` (a
     coefficient times the default head's logit) for heads fine-tuned on a user's data.
@@ -367,6 +367,11 @@ class LearnedRouter(Router):
         if want is not None and want != self.encoder.encoder_id:
             raise RouterError(f"learned router: checkpoint {path!r} was trained for encoder {want!r}, "
                               f"this package ships {self.encoder.encoder_id!r}; retrain it with `switchyard train`")
+        from .lexical import FEATURE_NAMES
+
+        if self.head.n_dense != len(FEATURE_NAMES):
+            raise RouterError(f"learned router: checkpoint {path!r} was trained on {self.head.n_dense} prompt features, "
+                              f"this version computes {len(FEATURE_NAMES)}; retrain it with `switchyard train`")
         if self.head.emb_dim != self.encoder.dim:
             raise RouterError(f"learned router: checkpoint {path!r} expects {self.head.emb_dim}-d embeddings, "
                               f"the encoder gives {self.encoder.dim}-d")

@@ -22,6 +22,9 @@ Features (computed on a window of the prompt: the whole prompt up to
   numbers (count, longest), and indicator groups of question / task words
   (what/why/how, explain, prove, compute/solve, write/implement, code, creative,
   debug, step-by-step);
+* for short prompts, the "tiny" hinge times the count of numbers, the presence of math
+  operators, compute words (with a number) and the longest number: a short mathematics
+  question is hard, where other short prompts are chit-chat;
 * bag of words: lower-cased word unigrams (runs of ASCII letters/digits and
   non-ASCII bytes), looked up in a vocabulary that ships with the weights (only
   words that carried weight in training); the weights of all tokens are summed
@@ -122,8 +125,10 @@ FEATURE_NAMES: tuple[str, ...] = (
     "n_latex_markers", "n_code_markers", "has_code",
     "log_options", "has_options", "log_qmarks", "log_numbers", "max_number_len",
     "g_wh", "g_explain", "g_prove", "g_compute", "g_write", "g_code", "g_creative", "g_debug", "g_reason",
+    "tiny_numbers", "tiny_mathops", "tiny_compute", "tiny_number_len",
 )
 _FIRST_GROUP = FEATURE_NAMES.index("g_wh")  # where the word groups start in the features
+_COMPUTE = FEATURE_NAMES.index("g_compute") - _FIRST_GROUP
 _CJK_WORDS_RE = re.compile(b"|".join(map(re.escape, sorted(_CJK_GROUP_OF, key=len, reverse=True))))
 
 
@@ -167,15 +172,18 @@ def analyze(prompt: str) -> tuple[list[float], list[bytes]]:
     for m in _CODE_MARKS:
         if m in win:
             code += 1
+    tiny = max(0.0, 1.0 - n_full / 80.0)
+    mathops = n - len(b.translate(None, _MATHOPS))
+    log_numbers = math.log1p(len(numbers))
     feats = [
         math.log1p(n_full),
-        max(0.0, 1.0 - n_full / 80.0),
+        tiny,
         math.log1p(words * scale),
         math.log1p(lines * scale),
         (n - b.count(b" ") - lines + 1) / (words or 1),
         (n - len(b.translate(None, _DIGITS))) / n,
         (n - len(b.translate(None, _UPPER))) / n,
-        (n - len(b.translate(None, _MATHOPS))) / n,
+        mathops / n,
         (n - len(b.translate(None, _BRACKETS))) / n,
         (n - len(b.translate(None, _LATEX))) / n,
         (n - len(b.translate(None, _PUNCT))) / n,
@@ -186,7 +194,7 @@ def analyze(prompt: str) -> tuple[list[float], list[bytes]]:
         math.log1p(options),
         1.0 if options >= 2 else 0.0,
         math.log1p(b.count(b"?")),
-        math.log1p(len(numbers)),
+        log_numbers,
         float(min(max_num, 12)),
     ]
     for group in _WORD_GROUPS:
@@ -194,6 +202,12 @@ def analyze(prompt: str) -> tuple[list[float], list[bytes]]:
     if cjk or hangul:
         for w in _CJK_WORDS_RE.findall(b):
             feats[_FIRST_GROUP + _CJK_GROUP_OF[w]] = 1.0
+    # Short prompts are mostly chit-chat and trivia, so the "tiny" hinge makes them easy; a short
+    # mathematics question ("Compute 17^3 mod 23.") is not. These products let the model tell the two
+    # apart by the prompt's numbers, operators and compute words ("What is 2 + 2?": small numbers).
+    # A compute word counts only with a number ("find" also asks for code: "Write a function to find ...").
+    compute = feats[_FIRST_GROUP + _COMPUTE] if numbers else 0.0
+    feats += [tiny * log_numbers, tiny if mathops else 0.0, tiny * compute, tiny * min(max_num, 6) / 6.0]
     return feats, toks
 
 
