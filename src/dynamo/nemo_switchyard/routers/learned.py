@@ -211,7 +211,7 @@ def shipped_lexical() -> ShippedLexical:
 
 
 def lexical_features(prompts: Sequence[str]):
-    """The lexical router's cheap prompt features (length, math, code, options, question words), shape (n, 33),
+    """The lexical router's cheap prompt features (length, math, code, options, question words), shape (n, 34),
     and the shipped lexical router's logit, shape (n,): one analysis per prompt serves both."""
     import numpy as np
 
@@ -234,7 +234,7 @@ def lexical_features(prompts: Sequence[str]):
 class Head:
     """Features -> logit. ``kind`` linear: ``x @ w + b``; mlp: ``relu(x @ w1 + b1) @ w2 + b2``.
 
-    ``x`` = [embedding (d), standardised dense features (33)]; plus two optional terms: ``lexical``
+    ``x`` = [embedding (d), standardised dense features (34)]; plus two optional terms: ``lexical``
     (a coefficient times the shipped lexical router's logit: the default head is a fixed blend of the
     two models, which transfers better to unseen benchmarks than either alone) and ``prior`` (a
     coefficient times the default head's logit) for heads fine-tuned on a user's data.

@@ -21,9 +21,9 @@ Features (computed on a window of the prompt: the whole prompt up to
 * multiple-choice options (lines ``A.`` / ``A)`` / ``(A)``), question marks,
   numbers (count, longest), and indicator groups of question / task words
   (what/why/how, explain, prove, compute/solve, write/implement, code, creative,
-  debug, step-by-step);
+  debug, step-by-step, mathematics words: prime, remainder, integer, equation, ...);
 * for short prompts, the "tiny" hinge times the count of numbers, the presence of math
-  operators, compute words (with a number) and the longest number: a short mathematics
+  operators, compute words (with a number) and mathematics words: a short mathematics
   question is hard, where other short prompts are chit-chat;
 * bag of words: lower-cased word unigrams (runs of ASCII letters/digits and
   non-ASCII bytes), looked up in a vocabulary that ships with the weights (only
@@ -115,6 +115,9 @@ _GROUP_WORDS = (
     ("story poem essay email letter joke song", "故事 诗 文章 邮件 笑话 歌词 物語 メール 手紙 이야기 에세이 이메일 편지 농담"),
     ("fix debug error bug exception", "修复 调试 错误 异常 バグ エラー 修正 버그 오류 디버그 에러"),
     ("step reason think", "步骤 推理 思考 一步 ステップ 推論 단계 추론"),
+    ("prime primes divisor divisors divisible factor factors factorial remainder mod modulo gcd lcm integer integers "
+     "digit digits sum product root roots equation equations polynomial derivative integral probability sequence",
+     "质数 素数 因数 余数 整数 方程 概率 約数 余り 方程式 確率 소수 약수 나머지 정수 방정식 확률"),
 )
 _WORD_GROUPS = tuple(frozenset(english.encode().split()) for english, _ in _GROUP_WORDS)
 _CJK_GROUP_OF = {w.encode(): i for i, (_, cjk) in enumerate(_GROUP_WORDS) for w in cjk.split()}
@@ -124,11 +127,12 @@ FEATURE_NAMES: tuple[str, ...] = (
     "r_digits", "r_upper", "r_mathops", "r_brackets", "r_latex", "r_punct", "r_nonascii",
     "n_latex_markers", "n_code_markers", "has_code",
     "log_options", "has_options", "log_qmarks", "log_numbers", "max_number_len",
-    "g_wh", "g_explain", "g_prove", "g_compute", "g_write", "g_code", "g_creative", "g_debug", "g_reason",
-    "tiny_numbers", "tiny_mathops", "tiny_compute", "tiny_number_len",
+    "g_wh", "g_explain", "g_prove", "g_compute", "g_write", "g_code", "g_creative", "g_debug", "g_reason", "g_math",
+    "tiny_numbers", "tiny_mathops", "tiny_compute", "tiny_math",
 )
 _FIRST_GROUP = FEATURE_NAMES.index("g_wh")  # where the word groups start in the features
 _COMPUTE = FEATURE_NAMES.index("g_compute") - _FIRST_GROUP
+_MATH = FEATURE_NAMES.index("g_math") - _FIRST_GROUP
 _CJK_WORDS_RE = re.compile(b"|".join(map(re.escape, sorted(_CJK_GROUP_OF, key=len, reverse=True))))
 
 
@@ -204,10 +208,11 @@ def analyze(prompt: str) -> tuple[list[float], list[bytes]]:
             feats[_FIRST_GROUP + _CJK_GROUP_OF[w]] = 1.0
     # Short prompts are mostly chit-chat and trivia, so the "tiny" hinge makes them easy; a short
     # mathematics question ("Compute 17^3 mod 23.") is not. These products let the model tell the two
-    # apart by the prompt's numbers, operators and compute words ("What is 2 + 2?": small numbers).
-    # A compute word counts only with a number ("find" also asks for code: "Write a function to find ...").
+    # apart by the prompt's numbers, operators, compute words and mathematics words, not by the size of
+    # its numbers (that sent "My order number is 12345678, where is it?" to the strong model). A compute
+    # word counts only with a number ("find" also asks for code: "Write a function to find ...").
     compute = feats[_FIRST_GROUP + _COMPUTE] if numbers else 0.0
-    feats += [tiny * log_numbers, tiny if mathops else 0.0, tiny * compute, tiny * min(max_num, 6) / 6.0]
+    feats += [tiny * log_numbers, tiny if mathops else 0.0, tiny * compute, tiny * feats[_FIRST_GROUP + _MATH]]
     return feats, toks
 
 
