@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -31,16 +32,6 @@ import train_learned as tl
 from dynamo.nemo_switchyard import training
 
 K = 50
-
-
-def design(c: tl.Corpus, sets: list[str], mu: np.ndarray, sd: np.ndarray) -> np.ndarray:
-    return np.vstack([np.hstack([c.emb[s], (c.dense[s] - mu) / sd]) for s in sets])
-
-
-def weights(c: tl.Corpus, sets: list[str]) -> np.ndarray:
-    w = np.concatenate([np.full(len(c.y[s]), len(c.y[s]) ** -tl.ALPHA * (tl.ANCHOR_WEIGHT if s == "trivial" else 1.0))
-                        for s in sets])
-    return w * len(w) / w.sum()
 
 
 def standardise_on(z_train: np.ndarray, balance: np.ndarray, *zs: np.ndarray) -> list[np.ndarray]:
@@ -54,9 +45,9 @@ def heads(c: tl.Corpus, train: list[str], test: str, lex: dict[str, np.ndarray])
 
     tr = [*train, "trivial"]
     mu, sd = training.standardizer(np.vstack([c.dense[s] for s in train]))
-    X, Xt = design(c, tr, mu, sd), design(c, [test], mu, sd)
+    X, Xt = tl.design(c, tr, mu, sd), tl.design(c, [test], mu, sd)
     y = np.concatenate([c.y[s] for s in tr])
-    w = weights(c, tr)
+    w = tl.set_weights(c, tr)
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # head -> (logits on the training sets, on test)
 
     beta, b = training.fit_logistic(X, y, w, C=tl.C)
@@ -100,7 +91,7 @@ def heads(c: tl.Corpus, train: list[str], test: str, lex: dict[str, np.ndarray])
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=tl.os.path.join(tl.HERE, "..", "..", "shared", "data", "routing"))
+    ap.add_argument("--data", default=os.path.join(tl.HERE, "..", "..", "shared", "data", "routing"))
     ap.add_argument("--raw-cache", default="/tmp/switchyard_minilm_static_raw.npy")
     ap.add_argument("--context-cache", default="/tmp/switchyard_minilm_context.npz")
     ap.add_argument("--report", help="write the evaluation rows as JSON here")

@@ -168,6 +168,17 @@ class Corpus:
         self.emb = {s: encoder.embed([r["prompt"] for r in rows]) for s, rows in self.rows.items()}
 
 
+def design(c: Corpus, sets: list[str], mu: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """The head's input rows of ``sets``: [embedding, lexical features standardised with ``mu``, ``sd``]."""
+    return np.vstack([np.hstack([c.emb[s], (c.dense[s] - mu) / sd]) for s in sets])
+
+
+def set_weights(c: Corpus, sets: list[str]) -> np.ndarray:
+    """Per-prompt training weights: each set weighs ``n_set ** -ALPHA``, the anchors ``ANCHOR_WEIGHT`` more; mean 1."""
+    w = np.concatenate([np.full(len(c.y[s]), len(c.y[s]) ** -ALPHA * (ANCHOR_WEIGHT if s == "trivial" else 1.0)) for s in sets])
+    return w * (len(w) / w.sum())
+
+
 def fit_head(c: Corpus, sets: list[str], lex: dict[str, np.ndarray]) -> tuple[dict, L.Head]:
     """Head arrays (incl. calibration on the set-balanced training mix) trained on ``sets`` + anchors.
 
@@ -178,11 +189,9 @@ def fit_head(c: Corpus, sets: list[str], lex: dict[str, np.ndarray]) -> tuple[di
     """
     tr = [*sets, "trivial"]
     mu, sd = training.standardizer(np.vstack([c.dense[s] for s in sets]))
-    X = np.vstack([np.hstack([c.emb[s], (c.dense[s] - mu) / sd]) for s in tr])
+    X = design(c, tr, mu, sd)
     y = np.concatenate([c.y[s] for s in tr])
-    w = np.concatenate([np.full(len(c.y[s]), len(c.y[s]) ** -ALPHA * (ANCHOR_WEIGHT if s == "trivial" else 1.0)) for s in tr])
-    w *= len(w) / w.sum()
-    beta, b = training.fit_logistic(X, y, w, C=C)
+    beta, b = training.fit_logistic(X, y, set_weights(c, tr), C=C)
     arrays = {"w": beta, "b": np.array(b), "mu": mu, "sd": sd, "cal_z": np.array([-1.0, 1.0]), "cal_p": np.array([0.01, 0.99]),
               "cal_tail": np.array(1.0)}
     head = L.Head(arrays, "linear")
