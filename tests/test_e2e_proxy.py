@@ -250,8 +250,13 @@ def test_several_workers_share_the_port_and_the_counters(start_switchyard, fake_
     server = start_switchyard("--router-type", "random", "--workers", "2", backend=fake_backend)
     for _ in range(20):
         assert request(server.url, "POST", "/v1/chat/completions", json.dumps(CHAT).encode())[0] == 200
-    stats = json.loads(http_get(server.url + "/stats")[1])
-    assert stats["total"] == 20
+    # A worker counts a request right after writing its answer, so the other worker, answering
+    # /stats, can read the shared counters a moment before the last one is in: wait for it. A
+    # worker that counted only its own requests would stay near 10.
+    deadline = time.monotonic() + 5
+    while (total := json.loads(http_get(server.url + "/stats")[1])["total"]) != 20 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert total == 20
 
 
 def test_stream_idle_timeout_cuts_a_stalled_stream(start_switchyard, fake_backend):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from dynamo.nemo_switchyard.protocol import HttpProtocol, Responder, protocol_factory
+from dynamo.nemo_switchyard.protocol import HttpProtocol, Responder, Writes, protocol_factory
 from dynamo.nemo_switchyard.upstream import Upstream
 from dynamo.nemo_switchyard.wire import Request
 from fake_backend import stream_bytes
@@ -354,6 +354,94 @@ def test_http_11_stream_is_chunked_with_exact_framing():
             writer.write(get("/s"))  # and the connection is kept
             assert (await read_response(reader)).body == b"data: 1\n\ndata: 2\n\n"
             writer.close()
+
+    run(body())
+
+
+class RecordingTransport:
+    """Only what HttpProtocol.flush touches: the writes it makes."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closing = False
+        self.aborted = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def abort(self) -> None:
+        self.aborted = self.closing = True
+
+
+class FailingTransport(RecordingTransport):
+    """A transport whose write raises: any unexpected failure of one connection."""
+
+    def write(self, data: bytes) -> None:
+        raise RuntimeError("the handler is closed")
+
+
+async def _unused_handler(request: Request, responder: Responder) -> None:  # pragma: no cover
+    raise AssertionError("not called")
+
+
+def test_body_bytes_of_one_loop_turn_are_written_at_its_end_every_connections_back_to_back():
+    async def body() -> None:
+        writes = Writes()
+        protocols = [HttpProtocol(_unused_handler, max_body_size=1, connections=set(), writes=writes) for _ in range(2)]
+        for protocol in protocols:
+            protocol.transport = RecordingTransport()  # type: ignore[assignment]
+        protocols[0].write_soon(b"a")
+        protocols[1].write_soon(b"x")
+        protocols[0].write_soon(b"b")
+        assert [p.transport.writes for p in protocols] == [[], []]  # nothing yet: the turn is not over
+        await asyncio.sleep(0)
+        assert [p.transport.writes for p in protocols] == [[b"ab"], [b"x"]]  # one write each, in order
+        protocols[0].write_soon(b"c")
+        protocols[0].flush()  # the end of a response writes at once (what follows must come after it)
+        assert protocols[0].transport.writes == [b"ab", b"c"]
+        protocols[1].write_soon(b"lost")
+        protocols[1].connection_lost(None)  # the client left: nothing is written to the closed transport
+        await asyncio.sleep(0)
+        assert protocols[1].transport.writes == [b"x"]
+
+    run(body())
+
+
+def test_a_transport_closed_before_connection_lost_is_skipped_and_a_failing_one_holds_back_no_other():
+    """uvloop closes a transport at once on a socket error and calls connection_lost a turn
+    later: its bytes are dropped. A write that raises must cost only that connection: the others
+    of the same turn are written, and so is everything they relay afterwards (a connection whose
+    held bytes were not written is never scheduled again)."""
+
+    async def body() -> None:
+        writes = Writes()
+        protocols = [HttpProtocol(_unused_handler, max_body_size=1, connections=set(), writes=writes) for _ in range(4)]
+        transports = [RecordingTransport(), FailingTransport(), RecordingTransport(), RecordingTransport()]
+        for protocol, transport in zip(protocols, transports):
+            protocol.transport = transport  # type: ignore[assignment]
+        transports[2].closing = True  # closed, connection_lost not yet called
+        for protocol in protocols:
+            protocol.write_soon(b"1")
+        await asyncio.sleep(0)
+        assert [t.writes for t in transports] == [[b"1"], [], [], [b"1"]]
+        assert transports[1].aborted and protocols[1].closed and not transports[3].aborted
+        for protocol in (protocols[0], protocols[3]):  # the next turn's bytes are not stuck behind it
+            protocol.write_soon(b"2")
+        await asyncio.sleep(0)
+        assert [t.writes for t in transports] == [[b"1", b"2"], [], [], [b"1", b"2"]]
+
+    run(body())
+
+
+def test_without_batching_body_bytes_are_written_at_once():
+    async def body() -> None:
+        protocol = HttpProtocol(_unused_handler, max_body_size=1, connections=set())
+        protocol.transport = RecordingTransport()  # type: ignore[assignment]
+        protocol.write_soon(b"a")
+        assert protocol.transport.writes == [b"a"]
 
     run(body())
 

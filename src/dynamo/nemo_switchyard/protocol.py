@@ -84,7 +84,7 @@ class Responder:
 
     def write(self, data: bytes) -> None:
         if data and not self._protocol.closed and not self._head_only:
-            self._transport.write(CHUNK % (len(data), data) if self._chunked else data)
+            self._protocol.write_soon(CHUNK % (len(data), data) if self._chunked else data)
 
     def end(self) -> None:
         """The body is complete."""
@@ -92,12 +92,14 @@ class Responder:
             return
         self.finished = True
         if self._chunked and not self._protocol.closed and not self._head_only:
-            self._transport.write(LAST_CHUNK)
+            self._protocol.write_soon(LAST_CHUNK)
+        self._protocol.flush()
         self._protocol.response_done(self._keep_alive)
 
     def abort(self) -> None:
         """End the connection without finishing the body, so the client sees it is truncated."""
         self.finished = True
+        self._protocol.flush()  # what was relayed before the failure still reaches the client
         self._protocol.abort()
 
     def bind_reader(self, transport: asyncio.Transport | None) -> None:
@@ -118,7 +120,8 @@ class HttpProtocol(asyncio.Protocol):
     """One client connection."""
 
     def __init__(
-        self, handler: Handler, *, max_body_size: int, connections: set["HttpProtocol"], on_reject: Callable[[int], None] | None = None
+        self, handler: Handler, *, max_body_size: int, connections: set["HttpProtocol"], on_reject: Callable[[int], None] | None = None,
+        writes: Writes | None = None,
     ) -> None:
         self.handler = handler
         self.max_body_size = max_body_size
@@ -140,6 +143,30 @@ class HttpProtocol(asyncio.Protocol):
         self._rejected = False
         self._rejection: bytes | None = None  # an error to send once earlier pipelined answers are out
         self._continue_pending = False
+        self._writes = writes
+        self._soon: list[bytes] = []  # body bytes for the end of this turn of the event loop
+
+    def write_soon(self, data: bytes) -> None:
+        """Write body bytes at the end of this turn of the event loop (at once without ``writes``)."""
+        if self._writes is None:
+            self.transport.write(data)
+            return
+        if not self._soon:
+            self._writes.add(self)
+        self._soon.append(data)
+
+    def flush(self) -> None:
+        """Write what :meth:`write_soon` holds, now.
+
+        A transport can be closed before :meth:`connection_lost` tells us (uvloop closes it at
+        once on a socket error and reports the loss a turn later): what it holds is dropped then,
+        as the client is gone."""
+        soon = self._soon
+        if soon:
+            self._soon = []
+            transport = self.transport
+            if not self.closed and not transport.is_closing():
+                transport.write(soon[0] if len(soon) == 1 else b"".join(soon))
 
     @property
     def idle(self) -> bool:
@@ -167,6 +194,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._soon = []
         self.connections.discard(self)
         if self._task is not None:
             self._task.cancel()  # the handler closes its backend request
@@ -330,7 +358,37 @@ class HttpProtocol(asyncio.Protocol):
         return self.closed
 
 
+class Writes:
+    """The streamed answers' chunks of one turn of the event loop, written at its end, every
+    connection's back to back. A chunk relayed from the backend waits microseconds, and a client
+    that reads many streams (or a co-located one) is woken once for several of them instead of
+    once per chunk: on the loopback benchmark waking the client was ~14 % of the proxy's CPU."""
+
+    __slots__ = ("_loop", "_pending")
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None  # the server's, on first use
+        self._pending: list[HttpProtocol] = []
+
+    def add(self, protocol: HttpProtocol) -> None:
+        if not self._pending:
+            if self._loop is None:
+                self._loop = asyncio.get_running_loop()
+            self._loop.call_soon(self.flush)
+        self._pending.append(protocol)
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        for protocol in pending:
+            try:
+                protocol.flush()
+            except Exception:  # one failure must not strand the others' bytes (they are never re-added)
+                log.exception("writing a streamed answer failed; closing that connection")
+                protocol.abort()
+
+
 def protocol_factory(
     handler: Handler, *, max_body_size: int, connections: set[HttpProtocol], on_reject: Callable[[int], None] | None = None
 ) -> Callable[[], Any]:
-    return lambda: HttpProtocol(handler, max_body_size=max_body_size, connections=connections, on_reject=on_reject)
+    writes = Writes()
+    return lambda: HttpProtocol(handler, max_body_size=max_body_size, connections=connections, on_reject=on_reject, writes=writes)
