@@ -179,11 +179,16 @@ def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen | None = N
     raise RuntimeError(f"{url} did not come up: {last}")
 
 
+# The backend's host in switchyard's --backend-url: a name (e.g. localhost) measures the cost of
+# looking it up, as a deployment that names its backend (Kubernetes) pays.
+BACKEND_HOST = os.environ.get("SWITCHYARD_BENCH_BACKEND_HOST", "127.0.0.1")
+
+
 def proxy_args(python: str, port: int, backend_port: int, router: str) -> list[str]:
     """The switchyard command line every benchmark here measures (one worker unless more are added)."""
     return [
         python, "-m", "dynamo.nemo_switchyard", "--http-host", "127.0.0.1", "--http-port", str(port),
-        "--backend-url", f"http://127.0.0.1:{backend_port}", "--strong-model", "strong-model", "--weak-model", "weak-model",
+        "--backend-url", f"http://{BACKEND_HOST}:{backend_port}", "--strong-model", "strong-model", "--weak-model", "weak-model",
         "--router-type", router, "--log-level", "warning",
     ]
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import Awaitable, Callable
 
 import pytest
 
+from dynamo.nemo_switchyard import upstream as upstream_module
 from dynamo.nemo_switchyard.upstream import Upstream, UpstreamError
 from processes import free_port
 
@@ -784,6 +786,97 @@ def test_idle_timeout_does_not_count_time_paused_by_back_pressure():
             transport.resume_reading()
             await done
             assert sink.body == b"firstlast"
+            await up.aclose()
+
+    run(body())
+
+
+# ---------------------------------------------------------------- the backend's address
+
+
+class Lookups:
+    """Replaces the running loop's getaddrinfo: counts the lookups, answers with ``addresses``
+    (or raises ``error``)."""
+
+    def __init__(self, port: int, addresses: list[str]) -> None:
+        self.port = port
+        self.addresses = addresses
+        self.error: OSError | None = None
+        self.calls = 0
+        loop = asyncio.get_running_loop()
+        loop.getaddrinfo = self  # type: ignore[method-assign]
+
+    async def __call__(self, host: str, port: int, **kwargs: object) -> list[tuple]:
+        self.calls += 1
+        await asyncio.sleep(0.01)  # a lookup takes a while: concurrent connections wait for the same one
+        if self.error is not None:
+            raise self.error
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port)) for address in self.addresses]
+
+
+def test_a_host_name_is_looked_up_once_for_many_new_connections():
+    async def body() -> None:
+        async with Backend(answering(OK)) as backend:
+            lookups = Lookups(backend.port, ["127.0.0.1"])
+            up = upstream(f"http://backend.example:{backend.port}")
+            exchanges = await asyncio.gather(*(up.open("GET", b"/", [], None) for _ in range(5)))
+            assert [await e.read() for e in exchanges] == [b"ok"] * 5
+            assert backend.accepted == 5 and lookups.calls == 1
+            await up.aclose()
+
+    run(body())
+
+
+def test_an_expired_lookup_is_renewed_in_the_background_and_a_failed_renewal_keeps_the_address(monkeypatch):
+    monkeypatch.setattr(upstream_module, "DNS_TTL", 0.0)
+
+    async def body() -> None:
+        async with Backend(answering(OK)) as backend:
+            lookups = Lookups(backend.port, ["127.0.0.1"])
+            up = upstream(f"http://backend.example:{backend.port}")
+            assert await (await up.open("GET", b"/", [], None)).read() == b"ok"
+            await up.aclose()  # the next request needs a new connection
+            lookups.error = socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+            assert await (await up.open("GET", b"/", [], None)).read() == b"ok"  # the old address, not a wait
+            await asyncio.sleep(0.05)
+            assert lookups.calls == 2
+            await up.aclose()
+            assert await (await up.open("GET", b"/", [], None)).read() == b"ok"  # still the old address
+            await up.aclose()
+
+    run(body())
+
+
+def test_an_address_that_refuses_is_skipped_and_a_backend_that_moved_is_looked_up_again():
+    async def body() -> None:
+        async with Backend(answering(OK)) as backend:
+            lookups = Lookups(backend.port, ["127.0.0.2", "127.0.0.1"])  # nothing listens on the first
+            up = upstream(f"http://backend.example:{backend.port}")
+            assert await (await up.open("GET", b"/", [], None)).read() == b"ok"
+            await up.aclose()
+            lookups.addresses = ["127.0.0.3"]  # the backend moves; the cached addresses still work
+            assert await (await up.open("GET", b"/", [], None)).read() == b"ok"
+            assert lookups.calls == 1
+            await up.aclose()
+            backend.server.close()
+            await backend.server.wait_closed()
+            with pytest.raises(UpstreamError) as failed:  # every address refuses: forgotten
+                await up.open("GET", b"/", [], None)
+            assert failed.value.kind == "connect"
+            with pytest.raises(UpstreamError):
+                await up.open("GET", b"/", [], None)
+            assert lookups.calls == 2  # looked up again (127.0.0.3: refused too)
+
+    run(body())
+
+
+def test_an_ip_address_is_never_looked_up():
+    async def body() -> None:
+        async with Backend(answering(OK)) as backend:
+            lookups = Lookups(backend.port, [])
+            up = upstream(backend.url)
+            assert await (await up.open("GET", b"/", [], None)).read() == b"ok"
+            assert lookups.calls == 0
             await up.aclose()
 
     run(body())

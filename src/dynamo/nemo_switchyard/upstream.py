@@ -10,6 +10,7 @@ timer per chunk. Headers stay raw bytes; the body is relayed as received.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 import ssl
 from collections.abc import Callable
@@ -22,6 +23,25 @@ import orjson
 from .wire import Headers, request_head
 
 _MAX_IDLE = 1024  # idle keep-alive connections kept per backend
+# Seconds a resolved backend address is used for new connections before it is looked up again (in
+# the background, the old one still used meanwhile). A lookup per connection cost a thread hop and
+# 120 µs here for "localhost", and in Kubernetes a DNS query or several (search domains) for every
+# stream opened in a burst. A failed connect forgets the address at once.
+DNS_TTL = 10.0
+
+
+def _is_ip_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _retrieve(task: asyncio.Task[list[str]]) -> None:
+    """Mark a lookup's failure as seen: a background refresh that fails keeps the old addresses."""
+    if not task.cancelled():
+        task.exception()
 
 
 class UpstreamError(Exception):
@@ -292,6 +312,10 @@ class Upstream:
         self._idle: list[_Connection] = []
         self._all: set[_Connection] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._literal = _is_ip_address(self.host)
+        self._addresses: list[str] = []  # the host's addresses, in the resolver's order
+        self._resolved_at = 0.0
+        self._lookup: asyncio.Task[list[str]] | None = None
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -336,13 +360,54 @@ class Upstream:
                 return connection
         try:
             async with asyncio.timeout(self.connect_timeout):
-                _, connection = await self.loop.create_connection(lambda: _Connection(self), self.host, self.port, ssl=self.ssl)
+                connection = await self._connect()
         except TimeoutError:
             raise UpstreamError("connect_timeout", 502, f"could not connect to the backend at {self.base} within {self.connect_timeout:g}s") from None
         except OSError as exc:
             raise UpstreamError("connect", 502, f"cannot reach the backend at {self.base}: {exc.strerror or exc}") from None
         self._all.add(connection)
         return connection
+
+    async def _connect(self) -> _Connection:
+        """A new connection to the first of the host's addresses that accepts one."""
+        addresses = [self.host] if self._literal else await self._resolved()
+        server_hostname = self.host if self.ssl is not None else None
+        error: OSError | None = None
+        for address in addresses:
+            try:
+                _, connection = await self.loop.create_connection(
+                    lambda: _Connection(self), address, self.port, ssl=self.ssl, server_hostname=server_hostname
+                )
+            except OSError as exc:
+                error = error or exc
+                continue
+            if address != addresses[0] and address in self._addresses:  # remember the one that works
+                self._addresses = [address] + [a for a in self._addresses if a != address]
+            return connection
+        self._addresses = []  # the backend may have moved: look it up again next time
+        raise error or OSError(f"{self.host} has no address")
+
+    async def _resolved(self) -> list[str]:
+        """The host's addresses: from the last lookup while it is fresh; an expired one is still
+        used while a new lookup runs in the background."""
+        if self._addresses:
+            if self.loop.time() - self._resolved_at > DNS_TTL and (self._lookup is None or self._lookup.done()):
+                self._resolved_at = self.loop.time()  # a failing lookup is retried after DNS_TTL, not per connection
+                self._lookup = self.loop.create_task(self._resolve())
+                self._lookup.add_done_callback(_retrieve)
+            return self._addresses
+        if self._lookup is None or self._lookup.done():
+            self._lookup = self.loop.create_task(self._resolve())
+            self._lookup.add_done_callback(_retrieve)
+        return await asyncio.shield(self._lookup)  # one lookup for every connection waiting on it
+
+    async def _resolve(self) -> list[str]:
+        infos = await self.loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        if not addresses:
+            raise OSError(f"{self.host} has no address")
+        self._addresses, self._resolved_at = addresses, self.loop.time()
+        return addresses
 
     def _release(self, connection: _Connection) -> None:
         transport = connection.transport
