@@ -851,12 +851,21 @@ def test_an_address_that_refuses_is_skipped_and_a_backend_that_moved_is_looked_u
     async def body() -> None:
         async with Backend(answering(OK)) as backend:
             lookups = Lookups(backend.port, ["127.0.0.2", "127.0.0.1"])  # nothing listens on the first
+            loop = asyncio.get_running_loop()
+            connect, tried = loop.create_connection, []
+
+            async def recording(factory, host, port, **kwargs):  # type: ignore[no-untyped-def]
+                tried.append(host)
+                return await connect(factory, host, port, **kwargs)
+
+            loop.create_connection = recording  # type: ignore[method-assign]
             up = upstream(f"http://backend.example:{backend.port}")
             assert await (await up.open("GET", b"/", [], None)).read() == b"ok"
             await up.aclose()
             lookups.addresses = ["127.0.0.3"]  # the backend moves; the cached addresses still work
             assert await (await up.open("GET", b"/", [], None)).read() == b"ok"
             assert lookups.calls == 1
+            assert tried == ["127.0.0.2", "127.0.0.1", "127.0.0.1"]  # the one that accepted goes first
             await up.aclose()
             backend.server.close()
             await backend.server.wait_closed()
