@@ -372,34 +372,38 @@ class Upstream:
         """A new connection to the first of the host's addresses that accepts one."""
         addresses = [self.host] if self._literal else await self._resolved()
         server_hostname = self.host if self.ssl is not None else None
-        error: OSError | None = None
-        for address in addresses:
+        errors: list[OSError] = []
+        for address in addresses:  # never empty: _resolve raises rather than return none
             try:
                 _, connection = await self.loop.create_connection(
                     lambda: _Connection(self), address, self.port, ssl=self.ssl, server_hostname=server_hostname
                 )
             except OSError as exc:
-                error = error or exc
+                errors.append(exc)
                 continue
             if address != addresses[0] and address in self._addresses:  # remember the one that works
                 self._addresses = [address] + [a for a in self._addresses if a != address]
             return connection
         self._addresses = []  # the backend may have moved: look it up again next time
-        raise error or OSError(f"{self.host} has no address")
+        raise errors[0]
 
     async def _resolved(self) -> list[str]:
         """The host's addresses: from the last lookup while it is fresh; an expired one is still
         used while a new lookup runs in the background."""
+        lookup = self._lookup
+        if lookup is not None and lookup.done():
+            lookup = None  # none running
         if self._addresses:
-            if self.loop.time() - self._resolved_at > DNS_TTL and (self._lookup is None or self._lookup.done()):
+            if lookup is None and self.loop.time() - self._resolved_at > DNS_TTL:
                 self._resolved_at = self.loop.time()  # a failing lookup is retried after DNS_TTL, not per connection
-                self._lookup = self.loop.create_task(self._resolve())
-                self._lookup.add_done_callback(_retrieve)
+                self._start_lookup()
             return self._addresses
-        if self._lookup is None or self._lookup.done():
-            self._lookup = self.loop.create_task(self._resolve())
-            self._lookup.add_done_callback(_retrieve)
-        return await asyncio.shield(self._lookup)  # one lookup for every connection waiting on it
+        return await asyncio.shield(lookup or self._start_lookup())  # one lookup for every connection waiting on it
+
+    def _start_lookup(self) -> asyncio.Task[list[str]]:
+        lookup = self._lookup = self.loop.create_task(self._resolve())
+        lookup.add_done_callback(_retrieve)
+        return lookup
 
     async def _resolve(self) -> list[str]:
         infos = await self.loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
