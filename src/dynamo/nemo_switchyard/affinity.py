@@ -42,7 +42,7 @@ class AffinityStore:
     dropped there without scanning.
     """
 
-    __slots__ = ("max_entries", "ttl_seconds", "_clock", "_entries", "hits", "misses", "evictions", "expirations")
+    __slots__ = ("_clock", "_entries", "evictions", "expirations", "hits", "max_entries", "misses", "ttl_seconds")
 
     def __init__(self, max_entries: int, ttl_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
         if max_entries < 1:

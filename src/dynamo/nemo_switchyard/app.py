@@ -17,11 +17,12 @@ from typing import Any
 
 import orjson
 
-from . import __version__, body as bodies
+from . import __version__
+from . import body as bodies
+from .affinity import conversation_key
 from .auth import Authenticator, unsafe_target
 from .config import Settings
 from .cost import Price, Pricing
-from .affinity import conversation_key
 from .decision import FALLBACK, PASSTHROUGH, Context, Decider, Decision, RoutingRequestError
 from .errors import ERROR_SOURCE, error_body
 from .logs import PROMPT_LOG_LIMIT, REQUEST_ID, REQUEST_ID_HEADER, access_log, new_request_id, valid_request_id
@@ -420,7 +421,7 @@ class App:
                 outcome.span.set_attribute("switchyard.model", outcome.model)
                 outcome.span.end()
 
-    async def _proxy_to(self, request: Request, responder: Responder, raw: bytes, parsed: dict[str, Any] | None, outcome: "_Outcome") -> None:
+    async def _proxy_to(self, request: Request, responder: Responder, raw: bytes, parsed: dict[str, Any] | None, outcome: _Outcome) -> None:
         try:
             exchange = await self._connect(request, raw, parsed, outcome)
         except UpstreamError as exc:
@@ -443,7 +444,7 @@ class App:
             exchange.close()  # no-op when the body arrived whole (the connection is back in the pool)
             outcome.record(_CLIENT_CLOSED)  # no-op unless the client left first
 
-    async def _connect(self, request: Request, raw: bytes, parsed: dict[str, Any] | None, outcome: "_Outcome") -> Exchange:
+    async def _connect(self, request: Request, raw: bytes, parsed: dict[str, Any] | None, outcome: _Outcome) -> Exchange:
         """The backend's response head, after retries; with --failover, a routed request whose model
         fails before its first byte (an error, or a 502/503/504 answer) goes to the other model."""
         other = self._failover_model(outcome.decision) if parsed is not None else None
@@ -475,7 +476,7 @@ class App:
         other = settings.weak_model if decision.model == settings.strong_model else settings.strong_model
         return other if other != decision.model else None
 
-    async def _open(self, request: Request, raw: bytes, outcome: "_Outcome") -> Exchange:
+    async def _open(self, request: Request, raw: bytes, outcome: _Outcome) -> Exchange:
         """``upstream.open``, retrying connection errors before the response head (--retries, --retry-backoff).
         Nothing has reached the client at this point, so a retry can never duplicate bytes."""
         headers = filtered(request.headers, NOT_FORWARDED)
@@ -493,7 +494,7 @@ class App:
                 log.info("retrying the backend request (%d/%d): %s", outcome.retries, self.settings.retries, exc)
             await asyncio.sleep(backoff(outcome.retries, self.settings.retry_backoff))
 
-    async def _relay(self, responder: Responder, exchange: Any, headers: Headers, extra: Headers, outcome: "_Outcome") -> None:
+    async def _relay(self, responder: Responder, exchange: Any, headers: Headers, extra: Headers, outcome: _Outcome) -> None:
         """Relay the backend's body. The outcome is recorded right after the last write, before the
         event loop runs anything else: off the answer's path, yet a client that reads /stats once
         it has its answer sees it counted."""
@@ -531,7 +532,7 @@ class App:
             usage = read_usage(tap.tail(), exchange.header(b"content-type"), exchange.header(b"content-encoding"), tap.complete)
             self._account(outcome, usage)
 
-    def _account(self, outcome: "_Outcome", usage: Usage | None) -> None:
+    def _account(self, outcome: _Outcome, usage: Usage | None) -> None:
         """Tokens, cost and saving of an answered routed request, from its usage (if it reported one)."""
         if usage is None:
             return
@@ -697,7 +698,7 @@ class _Outcome:
     need is done while the backend works (``sent``) or after the answer is out (``record``),
     so it adds nothing to the request's latency."""
 
-    __slots__ = ("metrics", "decision", "chosen", "model", "started", "done", "retries", "failover", "span", "routing", "counted", "extra", "ttfb")
+    __slots__ = ("chosen", "counted", "decision", "done", "extra", "failover", "metrics", "model", "retries", "routing", "span", "started", "ttfb")
 
     def __init__(self, metrics: Metrics, decision: Decision | None, model: str, started: float, routing: float = 0.0) -> None:
         self.metrics = metrics

@@ -38,8 +38,17 @@ class StrongShareBudget:
     """The live threshold for a target share of strong decisions over a sliding window."""
 
     __slots__ = (
-        "_target", "window", "min_threshold", "max_threshold", "initial_threshold", "warmup",
-        "_ring", "_next", "_sorted", "_cached", "observed",
+        "_cached",
+        "_next",
+        "_ring",
+        "_sorted",
+        "_target",
+        "initial_threshold",
+        "max_threshold",
+        "min_threshold",
+        "observed",
+        "warmup",
+        "window",
     )
 
     def __init__(
@@ -140,7 +149,7 @@ class StrongShareBudget:
         value = ordered[index]
         if (index == 0 or ordered[index - 1] < value) and need - wanted <= 0.5:
             # No tie below, and the next cut up is no closer: the common case.
-            return self.min_threshold if value < self.min_threshold else self.max_threshold if value > self.max_threshold else value
+            return self.min_threshold if value < self.min_threshold else min(value, self.max_threshold)
         # Cut A: at the tied value (share >= target); cut B: at the next larger value (share < target).
         count_at = n - bisect_left(ordered, value, 0, index + 1)
         above = bisect_right(ordered, value)

@@ -311,7 +311,7 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _default_fallback(self) -> "Settings":
+    def _default_fallback(self) -> Settings:
         if self.tier:
             tiers = parse_tiers(self.tier)
             self.strong_model, self.weak_model = tiers[0].model, tiers[-1].model
@@ -330,7 +330,7 @@ class Settings(BaseSettings):
         return self
 
     @property
-    def tiers(self) -> list["Tier"]:
+    def tiers(self) -> list[Tier]:
         """The routing tiers, strongest first (two from --strong-model/--weak-model/--threshold without --tier)."""
         if self.tier:
             return parse_tiers(self.tier)

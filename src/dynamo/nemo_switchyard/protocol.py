@@ -37,10 +37,19 @@ class Responder:
     """Writes one response to the client: whole, or as a stream with the right framing."""
 
     __slots__ = (
-        "_protocol", "_transport", "_keep_alive", "_http_11", "_head_only", "head_sent", "finished", "status", "_chunked", "request_id",
+        "_chunked",
+        "_head_only",
+        "_http_11",
+        "_keep_alive",
+        "_protocol",
+        "_transport",
+        "finished",
+        "head_sent",
+        "request_id",
+        "status",
     )
 
-    def __init__(self, protocol: "HttpProtocol", keep_alive: bool, http_11: bool, head_only: bool = False) -> None:
+    def __init__(self, protocol: HttpProtocol, keep_alive: bool, http_11: bool, head_only: bool = False) -> None:
         self._protocol = protocol
         self._transport = protocol.transport
         self._keep_alive = keep_alive
@@ -120,7 +129,7 @@ class HttpProtocol(asyncio.Protocol):
     """One client connection."""
 
     def __init__(
-        self, handler: Handler, *, max_body_size: int, connections: set["HttpProtocol"], on_reject: Callable[[int], None] | None = None,
+        self, handler: Handler, *, max_body_size: int, connections: set[HttpProtocol], on_reject: Callable[[int], None] | None = None,
         writes: Writes | None = None,
     ) -> None:
         self.handler = handler

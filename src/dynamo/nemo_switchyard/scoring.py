@@ -59,7 +59,7 @@ class Scorer:
         self._wakeup.set()  # type: ignore[union-attr]
         try:
             return await asyncio.wait_for(future, timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise ScoringTimeout(f"router {self.router.name!r} took longer than {timeout:g}s") from None
 
     def _start(self) -> None:

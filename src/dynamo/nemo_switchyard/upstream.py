@@ -71,11 +71,25 @@ class Exchange:
     """One request/response on a backend connection."""
 
     __slots__ = (
-        "_connection", "_loop", "_head", "_done", "_sink", "_pending", "_timer", "_idle", "_head_only",
-        "status", "reason", "headers", "keep_alive", "last_activity", "upstream", "_first_byte_deadline",
+        "_connection",
+        "_done",
+        "_first_byte_deadline",
+        "_head",
+        "_head_only",
+        "_idle",
+        "_loop",
+        "_pending",
+        "_sink",
+        "_timer",
+        "headers",
+        "keep_alive",
+        "last_activity",
+        "reason",
+        "status",
+        "upstream",
     )
 
-    def __init__(self, upstream: "Upstream", connection: "_Connection", head_only: bool) -> None:
+    def __init__(self, upstream: Upstream, connection: _Connection, head_only: bool) -> None:
         self.upstream = upstream
         self._connection = connection
         self._loop = upstream.loop
@@ -223,7 +237,7 @@ class Exchange:
 class _Connection(asyncio.Protocol):
     """One keep-alive TCP connection to the backend; feeds httptools, delegates to the exchange."""
 
-    def __init__(self, upstream: "Upstream") -> None:
+    def __init__(self, upstream: Upstream) -> None:
         self.upstream = upstream
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)

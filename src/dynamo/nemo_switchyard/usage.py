@@ -33,7 +33,7 @@ class Usage(NamedTuple):
 class Tap:
     """A body sink that passes every chunk on unchanged and remembers the last ``limit`` bytes."""
 
-    __slots__ = ("_sink", "_chunks", "_size", "_limit", "total", "first_at")
+    __slots__ = ("_chunks", "_limit", "_sink", "_size", "first_at", "total")
 
     def __init__(self, sink: Any, limit: int = TAIL_BYTES) -> None:
         self._sink = sink

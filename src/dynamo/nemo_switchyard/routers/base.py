@@ -32,7 +32,7 @@ class Router(abc.ABC):
     concurrency: ClassVar[int] = 1  # batches scored at once (threads for blocking routers)
 
     @classmethod
-    def from_config(cls, *, checkpoint_path: str | None = None, options: dict[str, Any] | None = None) -> "Router":
+    def from_config(cls, *, checkpoint_path: str | None = None, options: dict[str, Any] | None = None) -> Router:
         """Build the router from the server configuration.
 
         ``checkpoint_path`` is a local folder (or hub id, for routers that accept one);

@@ -235,7 +235,7 @@ class LexicalRouter(Router):
         self._load(weights)
 
     @classmethod
-    def from_config(cls, *, checkpoint_path: str | None = None, options: dict[str, Any] | None = None) -> "LexicalRouter":
+    def from_config(cls, *, checkpoint_path: str | None = None, options: dict[str, Any] | None = None) -> LexicalRouter:
         """``checkpoint_path`` may name a weights JSON file or a folder holding ``lexical_weights.json``."""
         options = dict(options or {})
         path = options.pop("weights_path", None) or checkpoint_path

@@ -23,7 +23,7 @@ class RandomRouter(Router):
         self._salt = int(seed).to_bytes(8, "little", signed=True)
 
     @classmethod
-    def from_config(cls, *, checkpoint_path: str | None = None, options: dict[str, Any] | None = None) -> "RandomRouter":
+    def from_config(cls, *, checkpoint_path: str | None = None, options: dict[str, Any] | None = None) -> RandomRouter:
         return cls(**(options or {}))
 
     def score_batch(self, prompts: Sequence[str]) -> list[float]:
