@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dynamo.nemo_switchyard.wire import (
-    CHUNK, HOP_BY_HOP, LAST_CHUNK, NOT_FORWARDED, NOT_RETURNED, Request, filtered, request_head, response_head,
+    CHUNK, HOP_BY_HOP, LAST_CHUNK, NOT_FORWARDED, NOT_RETURNED, Request, filtered, is_named, request_head, response_head,
 )
 
 HOP = [b"Connection", b"Keep-Alive", b"TE", b"Transfer-Encoding", b"Upgrade", b"Proxy-Authorization", b"Proxy-Authenticate",
@@ -182,3 +182,12 @@ def test_request_header_lookup_is_by_lower_case_name_first_value():
     request = Request("GET", b"/", "/", [(b"X-A", b"1"), (b"x-a", b"2")], b"")
     assert request.header(b"x-a") == b"1"
     assert request.header(b"x-b") is None
+
+
+def test_is_named_matches_any_case_and_only_the_whole_name():
+    assert is_named(b"Content-Length", b"content-length")
+    assert is_named(b"CONTENT-LENGTH", b"content-length")
+    assert not is_named(b"Content-Type", b"content-length")  # another name
+    assert not is_named(b"Content-Lengthx", b"content-length")  # longer: lower() never runs
+    assert not is_named(b"Content-Lengt", b"content-length")
+    assert not is_named(b"", b"x-request-id")

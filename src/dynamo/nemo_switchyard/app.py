@@ -33,7 +33,7 @@ from .protocol import Responder
 from .routers.base import RouterError
 from .upstream import Exchange, Upstream, UpstreamError
 from .usage import Tap, Usage, read_usage
-from .wire import NOT_FORWARDED, NOT_RETURNED, Headers, Request, filtered
+from .wire import NOT_FORWARDED, NOT_RETURNED, Headers, Request, filtered, is_named
 
 log = logging.getLogger("switchyard")
 
@@ -684,7 +684,7 @@ def _identify(request: Request, responder: Responder) -> None:
     response, forwarded to the backend and set for every log line written while serving the request."""
     sent = request.header(REQUEST_ID_HEADER)
     if sent is None or not valid_request_id(sent):
-        headers = request.headers if sent is None else [h for h in request.headers if h[0].lower() != REQUEST_ID_HEADER]
+        headers = request.headers if sent is None else [h for h in request.headers if not is_named(h[0], REQUEST_ID_HEADER)]
         sent = new_request_id().encode()
         headers.append((REQUEST_ID_HEADER, sent))
         request.headers = headers

@@ -22,7 +22,7 @@ import httptools
 
 from .errors import error_body
 from .logs import REQUEST_ID_HEADER, new_request_id
-from .wire import CHUNK, LAST_CHUNK, Headers, Request, response_head
+from .wire import CHUNK, LAST_CHUNK, Headers, Request, is_named, response_head
 
 log = logging.getLogger("switchyard.protocol")
 
@@ -120,7 +120,7 @@ class Responder:
 
 def _with_request_id(headers: Headers, request_id: bytes) -> Headers:
     """``headers`` with switchyard's x-request-id (the backend's own, if any, replaced)."""
-    kept = [header for header in headers if header[0].lower() != REQUEST_ID_HEADER]
+    kept = [header for header in headers if not is_named(header[0], REQUEST_ID_HEADER)]
     kept.append((REQUEST_ID_HEADER, request_id))
     return kept
 

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import httptools
 import orjson
 
-from .wire import Headers, request_head
+from .wire import Headers, is_named, request_head
 
 _MAX_IDLE = 1024  # idle keep-alive connections kept per backend
 # Seconds a resolved backend address is used for new connections before it is looked up again (in
@@ -111,7 +111,7 @@ class Exchange:
     @property
     def content_length(self) -> int | None:
         for name, value in self.headers:
-            if name.lower() == b"content-length":
+            if is_named(name, b"content-length"):
                 try:
                     return int(value)
                 except ValueError:
@@ -121,7 +121,7 @@ class Exchange:
     def header(self, name: bytes) -> bytes | None:
         """The first response header called ``name`` (lower case)."""
         for key, value in self.headers:
-            if key.lower() == name:
+            if is_named(key, name):
                 return value
         return None
 
@@ -156,7 +156,7 @@ class Exchange:
     def _close_delimited(self) -> bool:
         if self.status < 200 or self.status in (204, 304) or self.content_length is not None:
             return False
-        return not any(name.lower() == b"transfer-encoding" for name, _ in self.headers)
+        return not any(is_named(name, b"transfer-encoding") for name, _ in self.headers)
 
     def _done_future(self) -> asyncio.Future[None]:
         if self._done is None:
