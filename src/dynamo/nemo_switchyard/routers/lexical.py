@@ -173,11 +173,12 @@ def analyze(prompt: str) -> tuple[list[float], list[bytes]]:
     flags = 0
     latex = code = 0  # distinct LaTeX / code words
     matched: set[bytes] | None = None
+    token_flags, counted = _TOKEN_FLAGS, _LATEX_BIT | _CODE_BIT  # locals: a module global is a dict lookup each time, compiled
     for tok in toks:
-        f = _TOKEN_FLAGS.get(tok, 0)
+        f = token_flags.get(tok, 0)
         if f:
             flags |= f
-            if f & (_LATEX_BIT | _CODE_BIT):
+            if f & counted:
                 if matched is None:
                     matched = set()
                 if tok not in matched:
