@@ -14,6 +14,7 @@ import random
 import re
 import sys
 import time
+from typing import Final
 
 import orjson
 
@@ -22,7 +23,7 @@ REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("switchy
 access_log = logging.getLogger("switchyard.access")
 _ACCESS = access_log.name
 
-REQUEST_ID_HEADER = b"x-request-id"
+REQUEST_ID_HEADER: Final = b"x-request-id"
 MAX_REQUEST_ID = 128  # longest client-sent id that is kept (printable ASCII, no spaces)
 PROMPT_LOG_LIMIT = 4096  # characters of a prompt written to the access log with --log-prompts
 

@@ -15,7 +15,7 @@ import logging
 import socket
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Final
 from urllib.parse import unquote
 
 import httptools
@@ -28,9 +28,9 @@ log = logging.getLogger("switchyard.protocol")
 
 Handler = Callable[[Request, "Responder"], Awaitable[None]]
 
-_MAX_HEADERS = 100
+_MAX_HEADERS: Final = 100  # Final: compiled, a constant instead of a lookup per header
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_MAX_HEADER_BYTES = 64 * 1024
+_MAX_HEADER_BYTES: Final = 64 * 1024
 
 
 class Responder:

@@ -57,16 +57,16 @@ import os
 import re
 import unicodedata
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 from .base import Router, RouterError
 
 DEFAULT_WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lexical_weights.json")
 FORMAT = "switchyard-lexical-v2"
 
-MAX_CHARS = 1000
-HEAD_CHARS = 700
-TAIL_CHARS = 300
+MAX_CHARS: Final = 1000
+HEAD_CHARS: Final = 700
+TAIL_CHARS: Final = 300
 
 
 def _table(keep: bytes, other: int = 32) -> bytes:
@@ -85,7 +85,7 @@ _WORDS = _table(b"")  # words: runs of letters / digits / non-ASCII bytes, lower
 _DIGIT_RUNS = bytes(c if 48 <= c <= 57 else 32 for c in range(256))
 _CJK_LEADS = bytes(range(0xE3, 0xEA))  # UTF-8 lead bytes of U+3000..U+9FFF: CJK punctuation, kana, ideographs
 _HANGUL_LEADS = bytes(range(0xEA, 0xEE))  # ... of U+A000..U+DFFF: mostly Hangul syllables (Korean puts spaces between words)
-CJK_CHARS_PER_WORD = 1.7
+CJK_CHARS_PER_WORD: Final = 1.7
 _OPTION_RE = re.compile(rb"\n[ \t]*\(?[A-J][.)][ \t]")
 
 _DIGITS = b"0123456789"
@@ -120,8 +120,8 @@ _GROUP_WORDS = (
      "质数 素数 因数 余数 整数 方程 概率 約数 余り 方程式 確率 소수 약수 나머지 정수 방정식 확률"),
 )
 _WORD_GROUPS = tuple(frozenset(english.encode().split()) for english, _ in _GROUP_WORDS)
-_LATEX_BIT = 1 << len(_GROUP_WORDS)
-_CODE_BIT = _LATEX_BIT << 1
+_LATEX_BIT: Final = 1 << len(_GROUP_WORDS)
+_CODE_BIT: Final = _LATEX_BIT << 1
 
 
 def _token_flags() -> dict[bytes, int]:
