@@ -306,6 +306,7 @@ def run_wrk(url: str, conns: int, duration: float, warmup: float, lua: Path, cpu
     }
     if watch_pid:
         res["proxy_cpu_pct"] = round(100.0 * (cpu1 - cpu0) / wall, 1)
+        res["cpu_s"] = round(cpu1 - cpu0, 3)
     return res
 
 
