@@ -149,7 +149,7 @@ class StrongShareBudget:
         value = ordered[index]
         if (index == 0 or ordered[index - 1] < value) and need - wanted <= 0.5:
             # No tie below, and the next cut up is no closer: the common case.
-            return self.min_threshold if value < self.min_threshold else min(value, self.max_threshold)
+            return self._clamp(value)
         # Cut A: at the tied value (share >= target); cut B: at the next larger value (share < target).
         count_at = n - bisect_left(ordered, value, 0, index + 1)
         above = bisect_right(ordered, value)

@@ -74,11 +74,7 @@ def filtered(headers: Iterable[tuple[bytes, bytes]], drop: frozenset[bytes]) -> 
 def request_head(method: str, target: bytes, host: bytes, headers: Headers, body_length: int | None) -> bytes:
     """The head of a request to the backend: the client's headers, a Host for the backend."""
     lines = [method.encode("ascii"), b" ", target, b" HTTP/1.1\r\nHost: ", host, b"\r\n"]
-    for name, value in headers:
-        lines.append(name)
-        lines.append(b": ")
-        lines.append(value)
-        lines.append(b"\r\n")
+    _add_lines(lines, headers)
     if body_length is not None:
         lines += (b"Content-Length: ", str(body_length).encode("ascii"), b"\r\n")
     lines.append(b"\r\n")
@@ -88,17 +84,23 @@ def request_head(method: str, target: bytes, host: bytes, headers: Headers, body
 def response_head(status: int, reason: bytes | None, headers: Headers, framing: bytes | None, keep_alive: bool) -> bytes:
     """A response head; ``framing`` is the Content-Length or Transfer-Encoding line (without CRLF)."""
     lines = [b"HTTP/1.1 ", str(status).encode("ascii"), b" ", reason or _REASONS.get(status, b"Unknown"), b"\r\n"]
-    for name, value in headers:  # four appends: compiled, cheaper than a tuple to extend the list by
-        lines.append(name)
-        lines.append(b": ")
-        lines.append(value)
-        lines.append(b"\r\n")
+    _add_lines(lines, headers)
     if framing is not None:
         lines += (framing, b"\r\n")
     if not keep_alive:
         lines.append(b"Connection: close\r\n")
     lines.append(b"\r\n")
     return b"".join(lines)
+
+
+def _add_lines(lines: list[bytes], headers: Headers) -> None:
+    """The header lines of a head, as pieces for ``b"".join``. Four appends: compiled, cheaper than a
+    tuple per header to extend the list by."""
+    for name, value in headers:
+        lines.append(name)
+        lines.append(b": ")
+        lines.append(value)
+        lines.append(b"\r\n")
 
 
 CHUNK = b"%x\r\n%b\r\n"  # one chunk of a chunked body: CHUNK % (len(data), data), formatted inline per chunk of a stream
