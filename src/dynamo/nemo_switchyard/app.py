@@ -87,7 +87,7 @@ def decision_headers(decision: Decision) -> Headers:
     if decision.score is not None:
         headers.append((b"x-switchyard-score", b"%.6f" % decision.score))
     if decision.threshold is not None:
-        headers.append((b"x-switchyard-threshold", f"{decision.threshold:g}".encode()))
+        headers.append((b"x-switchyard-threshold", b"%g" % decision.threshold))  # not f"{:g}": compiled, str.format
     if decision.fallback_reason is not None:
         headers.append((b"x-switchyard-fallback-reason", decision.fallback_reason.encode()))
     return headers
@@ -494,7 +494,7 @@ class App:
                 log.info("retrying the backend request (%d/%d): %s", outcome.retries, self.settings.retries, exc)
             await asyncio.sleep(backoff(outcome.retries, self.settings.retry_backoff))
 
-    async def _relay(self, responder: Responder, exchange: Any, headers: Headers, extra: Headers, outcome: _Outcome) -> None:
+    async def _relay(self, responder: Responder, exchange: Exchange, headers: Headers, extra: Headers, outcome: _Outcome) -> None:
         """Relay the backend's body. The outcome is recorded right after the last write, before the
         event loop runs anything else: off the answer's path, yet a client that reads /stats once
         it has its answer sees it counted."""
@@ -760,4 +760,4 @@ class _Outcome:
         if self.ttfb is not None:
             self.metrics.upstream_ttfb.labels(self.model).observe(self.ttfb)
         if self.decision is not None:
-            self.metrics.requests.labels(self.decision.decision, str(status)).inc()
+            self.metrics.requests.labels(self.decision.decision, status).inc()  # labels() makes it a str once

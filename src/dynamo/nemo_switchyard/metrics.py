@@ -11,7 +11,6 @@ of a routed request took ~13.6 µs through prometheus_client, ~2.7 µs so, timei
 
 from __future__ import annotations
 
-import bisect
 import math
 import os
 import time
@@ -31,7 +30,7 @@ _SCORE_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
 
 
 class _CachedLabels:
-    """A labelled metric whose ``labels(...)`` children are cached: the hot path skips
+    """A labelled gauge whose ``labels(...)`` children are cached: the hot path skips
     prometheus_client's per-call validation and locking (about half the cost of an update)."""
 
     def __init__(self, metric: Any) -> None:
@@ -48,7 +47,36 @@ class _CachedLabels:
         return getattr(self._metric, name)
 
 
-class _CounterChild:
+class Series:
+    """One series of a counter or histogram: what ``Family.labels(...)`` returns.
+
+    A class of its own, not prometheus_client's types or ``Any``: compiled, a call through a
+    declared type is a direct call, where ``Any`` makes a Python method call per update (eight
+    updates per routed request)."""
+
+    __slots__ = ()
+
+    def inc(self, amount: float = 1.0) -> None:
+        raise TypeError("inc() is for counters")
+
+    def observe(self, value: float) -> None:
+        raise TypeError("observe() is for histograms")
+
+
+class Family:
+    """A counter or histogram family: ``labels(...)`` for a series, or ``inc``/``observe`` without labels."""
+
+    def labels(self, *values: object) -> Series:
+        raise NotImplementedError
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.labels().inc(amount)
+
+    def observe(self, value: float) -> None:
+        self.labels().observe(value)
+
+
+class _CounterChild(Series):
     __slots__ = ("value",)
 
     def __init__(self) -> None:
@@ -60,7 +88,7 @@ class _CounterChild:
         self.value += amount
 
 
-class _HistogramChild:
+class _HistogramChild(Series):
     __slots__ = ("_bounds", "counts", "sum")
 
     def __init__(self, bounds: tuple[float, ...]) -> None:
@@ -69,11 +97,21 @@ class _HistogramChild:
         self.sum = 0.0
 
     def observe(self, value: float) -> None:
-        self.counts[bisect.bisect_left(self._bounds, value)] += 1  # the first bound >= value: Prometheus' "le"
+        # The first bound >= value (Prometheus' "le"), as bisect.bisect_left finds it; by hand, as
+        # compiled the loop costs less than the call to bisect (~800 instructions, four per request).
+        bounds = self._bounds
+        lo, hi = 0, len(bounds)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if bounds[mid] < value:
+                lo = mid + 1
+            else:
+                hi = mid
+        self.counts[lo] += 1
         self.sum += value
 
 
-class _Local:
+class _Local(Family):
     """A counter or histogram family kept in this process's own numbers (see the module docstring)."""
 
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str] = (), buckets: Sequence[float] | None = None) -> None:
@@ -81,12 +119,12 @@ class _Local:
         self.documentation = documentation
         self.labelnames = tuple(labelnames)
         self.bounds = None if buckets is None else (*sorted(float(b) for b in buckets), math.inf)
-        self._children: dict[tuple[object, ...], Any] = {}  # label values as given -> child
+        self._children: dict[tuple[object, ...], Series] = {}  # label values as given -> child
         self._series: dict[tuple[str, ...], Any] = {}  # as strings -> child: one per series
         if not self.labelnames:
             self._unlabelled = self.labels()  # exposed (at 0) from the start, as prometheus_client does
 
-    def labels(self, *values: object) -> Any:  # object: prometheus_client takes any value, as str()
+    def labels(self, *values: object) -> Series:  # object: prometheus_client takes any value, as str()
         child = self._children.get(values)
         if child is None:
             if len(values) != len(self.labelnames):
@@ -119,6 +157,36 @@ class _Local:
                 buckets.append((le, running))
             histogram.add_metric(values, buckets, child.sum)
         return histogram
+
+
+class _SharedSeries(Series):
+    """A series of prometheus_client's, with several worker processes (its multiprocess files)."""
+
+    __slots__ = ("_child",)
+
+    def __init__(self, child: Any) -> None:
+        self._child = child
+
+    def inc(self, amount: float = 1.0) -> None:
+        self._child.inc(amount)
+
+    def observe(self, value: float) -> None:
+        self._child.observe(value)
+
+
+class _Shared(Family):
+    """A prometheus_client counter or histogram (multiprocess mode), its ``labels(...)`` cached: the
+    hot path skips its per-call validation and locking (about half the cost of an update)."""
+
+    def __init__(self, metric: Any) -> None:
+        self._metric = metric
+        self._children: dict[tuple[object, ...], Series] = {}
+
+    def labels(self, *values: object) -> Series:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = _SharedSeries(self._metric.labels(*values) if values else self._metric)
+        return child
 
 
 class _LocalCollector:
@@ -242,17 +310,15 @@ class Metrics:
         )
         self.started = time.time()
 
-    def _counter(self, name: str, documentation: str, labelnames: list[str]) -> Any:
+    def _counter(self, name: str, documentation: str, labelnames: list[str]) -> Family:
         if not self.multiprocess:
             return self._add(_Local(name, documentation, labelnames))
-        metric = Counter(name, documentation, labelnames, registry=self.registry)
-        return _CachedLabels(metric) if labelnames else metric
+        return _Shared(Counter(name, documentation, labelnames, registry=self.registry))
 
-    def _histogram(self, name: str, documentation: str, labelnames: list[str], buckets: Sequence[float]) -> Any:
+    def _histogram(self, name: str, documentation: str, labelnames: list[str], buckets: Sequence[float]) -> Family:
         if not self.multiprocess:
             return self._add(_Local(name, documentation, labelnames, buckets))
-        metric = Histogram(name, documentation, labelnames, buckets=buckets, registry=self.registry)
-        return _CachedLabels(metric) if labelnames else metric
+        return _Shared(Histogram(name, documentation, labelnames, buckets=buckets, registry=self.registry))
 
     def _add(self, family: _Local) -> _Local:
         self._local.families.append(family)
