@@ -74,7 +74,7 @@ def _only_model_key_span(raw: bytes) -> list[tuple[int, int]] | None:
     while start != -1:
         end = start + len(_MODEL_KEY)
         if not _escaped(raw, start):
-            value = _value_start(raw, end)
+            value = value_start(raw, end)
             if value >= 0:
                 if found >= 0:
                     return None  # several "model" keys: find the top-level ones by scanning
@@ -88,10 +88,10 @@ def _only_model_key_span(raw: bytes) -> list[tuple[int, int]] | None:
     return [(found, close + 1)] if close >= 0 else None
 
 
-def _value_start(raw: bytes, end: int) -> int:
+def value_start(raw: bytes, end: int) -> int:
     """Where the value starts if a colon follows a key ending at ``end`` (JSON's whitespace around
-    it), else -1. By hand, not a regular expression: the fast path runs it on every routed request,
-    and a match object cost more than the rest of the splice (the body is valid JSON: orjson parsed it)."""
+    it), else -1. By hand, not a regular expression: the fast path runs it on every routed request
+    (and usage.py on every answer), and a match object cost more than the rest of the splice."""
     end = _skip_space(raw, end)
     if end >= len(raw) or raw[end] != 0x3A:  # :
         return -1
@@ -127,7 +127,7 @@ def _scan_model_value_spans(raw: bytes) -> list[tuple[int, int]]:
             if start == expect_value_at:
                 spans.append(match.span())
             elif depth == 1 and _is_model_key(match.group()):
-                value = _value_start(raw, match.end())
+                value = value_start(raw, match.end())
                 if value >= 0:
                     expect_value_at = value
         elif first == 0x7B or first == 0x5B:  # { [

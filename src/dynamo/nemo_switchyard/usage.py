@@ -12,22 +12,30 @@ of a relayed body (the client's copy is written first and never altered), and
 
 from __future__ import annotations
 
-import re
 import time
 import zlib
 from collections import deque
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
+from .body import value_start
+
 _MAX_NESTING = 8  # closing braces tried for the usage object
-_USAGE_KEY = re.compile(rb'"usage"\s*:\s*(?=\{)')  # the key, up to its object's opening brace
 TAIL_BYTES = 64 * 1024  # enough for the last events of any stream; a responses stream's final event repeats the output
 
 
-class Usage(NamedTuple):
+@dataclass(slots=True, init=False)  # __init__ by hand: compiled, a NamedTuple's or a dataclass's own is a Python call
+class Usage:
+    """Tokens an answer reports: ``input`` (the prompt's) and ``output`` (generated); read-only by convention."""
+
     input: int
     output: int
+
+    def __init__(self, input: int, output: int) -> None:
+        self.input = input
+        self.output = output
 
 
 class Tap:
@@ -95,10 +103,9 @@ def _usage_object(body: bytes) -> Any:
         index = body.rfind(b'"usage"', 0, index)
     if index < 0:
         return None
-    key = _USAGE_KEY.match(body, index)
-    if key is None:
+    start = value_start(body, index + 7)  # after the key: its colon, then the object's opening brace
+    if start < 0 or start >= len(body) or body[start] != 0x7B:  # {
         return None
-    start = key.end()
     end = body.find(b"}", start)
     for _ in range(_MAX_NESTING):
         if end < 0:
@@ -192,9 +199,13 @@ def _counts(usage: Any) -> tuple[int | None, int | None]:
     return _count(usage, "prompt_tokens", "input_tokens"), _count(usage, "completion_tokens", "output_tokens")
 
 
-def _count(usage: dict[str, Any], *names: str) -> int | None:
-    for name in names:
-        value = usage.get(name)
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-            return value
-    return None
+def _count(usage: dict[str, Any], name: str, other_name: str) -> int | None:
+    """The count under ``name`` (OpenAI's chat and completions) or else ``other_name`` (responses, Anthropic)."""
+    value = usage.get(name)
+    if not _is_count(value):
+        value = usage.get(other_name)
+    return value if _is_count(value) else None
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
