@@ -118,6 +118,16 @@ def test_filtered_returns_a_new_list_and_accepts_any_iterable():
     assert filtered(iter([(b"x-hop", b"1"), (b"Connection", b"x-hop"), (b"Authorization", b"t")]), NOT_FORWARDED) == [(b"Authorization", b"t")]
 
 
+def test_filtered_drops_any_set_of_names_in_any_case():
+    # Names of the two usual sets' lengths take a short cut; any other set is honoured as well.
+    drop = frozenset({b"x-internal-secret-token", b"te"})
+    headers = [(b"X-Internal-Secret-Token", b"s"), (b"TE", b"trailers"), (b"Accept", b"*/*"), (b"Expect", b"100-continue")]
+    assert filtered(headers, drop) == [(b"Accept", b"*/*"), (b"Expect", b"100-continue")]
+    assert filtered(headers, NOT_FORWARDED) == [(b"X-Internal-Secret-Token", b"s"), (b"Accept", b"*/*")]
+    assert filtered([(b"CONNECTION", b"Keep-Alive, X-Trace"), (b"x-trace", b"1"), (b"Keep-Alive", b"timeout=5"), (b"X-Other", b"2")],
+                    NOT_RETURNED) == [(b"X-Other", b"2")]
+
+
 def test_empty_headers():
     assert filtered([], NOT_FORWARDED) == [] == filtered([], NOT_RETURNED)
 

@@ -45,18 +45,31 @@ class RoutingRequestError(ValueError):
     """The request names a router or threshold that cannot be used (a 400)."""
 
 
-@dataclass(slots=True)  # not frozen: mypyc compiles a frozen dataclass's __init__ as Python (1.8 µs a request, ~20x)
+# Not frozen, and __init__ written out: compiled, a dataclass's generated __init__ runs as Python
+# (~2,700 instructions a request, ~6x a compiled one); eq, repr and dataclasses.replace still come from @dataclass.
+@dataclass(slots=True, init=False)
 class Decision:
     """One request's routing outcome; treat it as immutable (``dataclasses.replace`` for a changed copy)."""
 
     decision: str  # strong (top tier), middle, weak (lowest tier), fallback or passthrough
     model: str
-    score: float | None = None
-    router: str | None = None
-    threshold: float | None = None  # the top cut-point this request was compared with
-    fallback_reason: str | None = None  # why a fallback happened
-    cause: str | None = None  # one of REASONS; None: derived from the decision (see ``reason``)
-    tier: int | None = None  # index in the tiers, 0 = strongest
+    score: float | None
+    router: str | None
+    threshold: float | None  # the top cut-point this request was compared with
+    fallback_reason: str | None  # why a fallback happened
+    cause: str | None  # one of REASONS; None: derived from the decision (see ``reason``)
+    tier: int | None  # index in the tiers, 0 = strongest
+
+    def __init__(self, decision: str, model: str, score: float | None = None, router: str | None = None, threshold: float | None = None,
+                 fallback_reason: str | None = None, cause: str | None = None, tier: int | None = None) -> None:
+        self.decision = decision
+        self.model = model
+        self.score = score
+        self.router = router
+        self.threshold = threshold
+        self.fallback_reason = fallback_reason
+        self.cause = cause
+        self.tier = tier
 
     @property
     def reason(self) -> str:
@@ -66,14 +79,21 @@ class Decision:
         return FALLBACK if self.decision == FALLBACK else PASSTHROUGH if self.decision == PASSTHROUGH else "score"
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)  # __init__ by hand, as Decision's
 class Context:
     """What one request adds to its decision: its conversation and its own controls."""
 
-    conversation: str | None = None  # affinity key (header or hash of the first messages)
-    threshold: float | None = None  # x-switchyard-threshold, when allowed
-    model: str | None = None  # x-switchyard-model, when allowed: a tier's model
-    remembered: str | None = None  # set by ``decide``: the conversation's model found in memory (an affinity hit)
+    conversation: str | None  # affinity key (header or hash of the first messages)
+    threshold: float | None  # x-switchyard-threshold, when allowed
+    model: str | None  # x-switchyard-model, when allowed: a tier's model
+    remembered: str | None  # set by ``decide``: the conversation's model found in memory (an affinity hit)
+
+    def __init__(self, conversation: str | None = None, threshold: float | None = None, model: str | None = None,
+                 remembered: str | None = None) -> None:
+        self.conversation = conversation
+        self.threshold = threshold
+        self.model = model
+        self.remembered = remembered
 
 
 Saturation = Callable[[str], "str | None"]  # model -> why its pool is saturated, or None

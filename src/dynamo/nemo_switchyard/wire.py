@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Final
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -24,7 +24,7 @@ NOT_RETURNED = HOP_BY_HOP | {b"content-length"}
 _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)  # __init__ by hand: compiled, a dataclass's own is Python (~2,500 instructions)
 class Request:
     """A complete request as the client sent it (the body already read)."""
 
@@ -33,11 +33,24 @@ class Request:
     path: str  # the decoded path, for dispatch
     headers: Headers
     body: bytes
-    http_version: str = "1.1"
-    keep_alive: bool = True
-    request_id: str = ""
-    decision: Any = None  # the application's routing decision, once made (for the access log)
-    span: Any = None  # the server span, with --tracing
+    http_version: str
+    keep_alive: bool
+    request_id: str
+    decision: Any  # the application's routing decision, once made (for the access log)
+    span: Any  # the server span, with --tracing
+
+    def __init__(self, method: str, target: bytes, path: str, headers: Headers, body: bytes, http_version: str = "1.1",
+                 keep_alive: bool = True, request_id: str = "", decision: Any = None, span: Any = None) -> None:
+        self.method = method
+        self.target = target
+        self.path = path
+        self.headers = headers
+        self.body = body
+        self.http_version = http_version
+        self.keep_alive = keep_alive
+        self.request_id = request_id
+        self.decision = decision
+        self.span = span
 
     def header(self, name: bytes) -> bytes | None:
         """The first value of header ``name`` (lower-case), or None."""
@@ -54,21 +67,39 @@ def is_named(key: bytes, name: bytes) -> bool:
     return len(key) == len(name) and key.lower() == name
 
 
+def _lengths(names: Iterable[bytes]) -> int:
+    """The lengths of ``names`` (and of "connection"), as bits."""
+    return sum(1 << n for n in {len(name) for name in names} | {len(b"connection")})
+
+
+# A name of another length than those dropped is kept without being lower-cased (most are:
+# content-type, authorization, accept-encoding, x-request-id, ...).
+_KNOWN_LENGTHS: Final = _lengths(NOT_FORWARDED | NOT_RETURNED)
+
+
 def filtered(headers: Iterable[tuple[bytes, bytes]], drop: frozenset[bytes]) -> Headers:
-    """``headers`` without those in ``drop`` and those named in a Connection header.
-    Each name is lower-cased once: this runs twice per request."""
-    kept: list[tuple[bytes, tuple[bytes, bytes]]] = []
+    """``headers`` without those in ``drop`` (lower-case names) and those named in a Connection header.
+
+    This runs twice per request, over a dozen names: only a name as long as one in ``drop`` (or
+    as "connection") is lower-cased, and the kept headers are the caller's own tuples."""
+    lengths = _KNOWN_LENGTHS if drop is NOT_FORWARDED or drop is NOT_RETURNED else _lengths(drop)
+    kept: Headers = []
     named: set[bytes] | None = None
     for header in headers:
-        lower = header[0].lower()
-        if lower == b"connection":
-            named = named or set()
-            named.update(token.strip().lower() for token in header[1].split(b","))
-        if lower not in drop:
-            kept.append((lower, header))
+        name = header[0]
+        if lengths >> len(name) & 1:
+            lower = name.lower()
+            if lower == b"connection":
+                named = named or set()
+                named.update(token.strip().lower() for token in header[1].split(b","))
+            if lower in drop:
+                continue
+        kept.append(header)
     if named:
-        return [header for lower, header in kept if lower not in named]
-    return [header for _, header in kept]
+        named -= drop  # keep-alive, close: nothing more to drop
+        if named:
+            return [header for header in kept if header[0].lower() not in named]
+    return kept
 
 
 def request_head(method: str, target: bytes, host: bytes, headers: Headers, body_length: int | None) -> bytes:
