@@ -191,7 +191,7 @@ def test_backend_url_with_credentials_is_refused_without_echoing_them():
 
 
 def test_the_backends_own_request_id_is_replaced_on_the_response():
-    from dynamo.nemo_switchyard.protocol import _with_request_id
+    from dynamo.nemo_switchyard.wire import with_header
 
     headers = [(b"Content-Type", b"application/json"), (b"X-Request-Id", b"backend-id")]
-    assert _with_request_id(headers, b"ours") == [(b"Content-Type", b"application/json"), (b"x-request-id", b"ours")]
+    assert with_header(headers, b"x-request-id", b"ours") == [(b"Content-Type", b"application/json"), (b"x-request-id", b"ours")]

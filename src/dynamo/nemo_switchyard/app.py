@@ -33,7 +33,7 @@ from .protocol import Responder
 from .routers.base import RouterError
 from .upstream import Exchange, Upstream, UpstreamError
 from .usage import Tap, Usage, read_usage
-from .wire import NOT_FORWARDED, NOT_RETURNED, Headers, Request, filtered, is_named
+from .wire import NOT_FORWARDED, NOT_RETURNED, Headers, Request, filtered, with_header
 
 log = logging.getLogger("switchyard")
 
@@ -683,11 +683,12 @@ def _identify(request: Request, responder: Responder) -> None:
     """The request id: the client's x-request-id if it is sane, else a new one. It is returned on the
     response, forwarded to the backend and set for every log line written while serving the request."""
     sent = request.header(REQUEST_ID_HEADER)
-    if sent is None or not valid_request_id(sent):
-        headers = request.headers if sent is None else [h for h in request.headers if not is_named(h[0], REQUEST_ID_HEADER)]
+    if sent is None:
         sent = new_request_id().encode()
-        headers.append((REQUEST_ID_HEADER, sent))
-        request.headers = headers
+        request.headers.append((REQUEST_ID_HEADER, sent))
+    elif not valid_request_id(sent):
+        sent = new_request_id().encode()
+        request.headers = with_header(request.headers, REQUEST_ID_HEADER, sent)
     request.request_id = sent.decode("ascii")
     responder.request_id = sent
     REQUEST_ID.set(request.request_id)  # the task serving this request only (each has its own context)

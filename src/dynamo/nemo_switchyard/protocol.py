@@ -22,7 +22,7 @@ import httptools
 
 from .errors import error_body
 from .logs import REQUEST_ID_HEADER, new_request_id
-from .wire import CHUNK, LAST_CHUNK, Headers, Request, is_named, response_head
+from .wire import CHUNK, LAST_CHUNK, Headers, Request, response_head, with_header
 
 log = logging.getLogger("switchyard.protocol")
 
@@ -70,7 +70,7 @@ class Responder:
         self.status = status
         self.head_sent = self.finished = True
         if self.request_id:
-            headers = _with_request_id(headers, self.request_id)
+            headers = with_header(headers, REQUEST_ID_HEADER, self.request_id)  # the backend's own, if any, replaced
         head = response_head(status, reason, headers, b"Content-Length: %d" % (len(body) if length is None else length), self._keep_alive)
         if not self._protocol.closed:
             self._transport.write(head if self._head_only else head + body)
@@ -81,7 +81,7 @@ class Responder:
         self.status = status
         self.head_sent = True
         if self.request_id:
-            headers = _with_request_id(headers, self.request_id)
+            headers = with_header(headers, REQUEST_ID_HEADER, self.request_id)  # the backend's own, if any, replaced
         if content_length is not None:
             framing: bytes | None = b"Content-Length: %d" % content_length
         elif self._http_11:
@@ -116,13 +116,6 @@ class Responder:
         self._protocol.upstream_reader = transport
         if transport is not None and self._protocol.write_paused:
             transport.pause_reading()
-
-
-def _with_request_id(headers: Headers, request_id: bytes) -> Headers:
-    """``headers`` with switchyard's x-request-id (the backend's own, if any, replaced)."""
-    kept = [header for header in headers if not is_named(header[0], REQUEST_ID_HEADER)]
-    kept.append((REQUEST_ID_HEADER, request_id))
-    return kept
 
 
 class HttpProtocol(asyncio.Protocol):

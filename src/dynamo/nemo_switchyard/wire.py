@@ -102,6 +102,13 @@ def filtered(headers: Iterable[tuple[bytes, bytes]], drop: frozenset[bytes]) -> 
     return kept
 
 
+def with_header(headers: Headers, name: bytes, value: bytes) -> Headers:
+    """A copy of ``headers`` with ``name`` (lower-case) set to ``value`` alone: any it had, in any case, dropped."""
+    kept = [header for header in headers if not is_named(header[0], name)]
+    kept.append((name, value))
+    return kept
+
+
 def request_head(method: str, target: bytes, host: bytes, headers: Headers, body_length: int | None) -> bytes:
     """The head of a request to the backend: the client's headers, a Host for the backend."""
     lines = [method.encode("ascii"), b" ", target, b" HTTP/1.1\r\nHost: ", host, b"\r\n"]
