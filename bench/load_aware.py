@@ -55,11 +55,11 @@ import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from dynamo_stack import dynamo_python, free_port, make_tiny_model, stop_processes
-from processes import switchyard_command, wait_for
-
 from dynamo.nemo_switchyard.load import parse_metrics
 from dynamo.nemo_switchyard.routers.random import RandomRouter
+
+from dynamo_stack import dynamo_python, free_port, make_tiny_model, stop_processes
+from processes import switchyard_command, wait_for
 
 STRONG, WEAK = "strong-model", "weak-model"
 

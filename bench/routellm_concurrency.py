@@ -27,11 +27,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from fake_embeddings import FakeEmbeddings
-from processes import fake_backend_command, free_port, running, switchyard_command
-
 from dynamo.nemo_switchyard.routers import registry
 from dynamo.nemo_switchyard.routers import routellm as rl
+
+from fake_embeddings import FakeEmbeddings
+from processes import fake_backend_command, free_port, running, switchyard_command
 
 
 def make_mf(folder: Path) -> None:

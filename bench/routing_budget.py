@@ -36,9 +36,9 @@ import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from processes import fake_backend_command, free_port, running, switchyard_command
-
 from dynamo.nemo_switchyard.routers.random import RandomRouter
+
+from processes import fake_backend_command, free_port, running, switchyard_command
 
 STRONG, WEAK = "strong-model", "weak-model"
 

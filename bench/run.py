@@ -285,7 +285,7 @@ def run_wrk(url: str, conns: int, duration: float, warmup: float, lua: Path, cpu
         r = subprocess.run(base + [f"-d{max(1, round(duration))}s", url], capture_output=True, text=True, timeout=duration + 60)
     wall = time.monotonic() - t0
     cpu1 = cpu_seconds(watch_pid) if watch_pid else None
-    line = next((l for l in r.stdout.splitlines() if l.startswith("WRKJSON ")), None)
+    line = next((out for out in r.stdout.splitlines() if out.startswith("WRKJSON ")), None)
     if line is None:
         raise RuntimeError(f"wrk gave no result: {r.stdout}\n{r.stderr}")
     d = json.loads(line[8:])

@@ -27,9 +27,10 @@ import sys
 import time
 
 import numpy as np
-import train_learned as tl
 
 from dynamo.nemo_switchyard import training
+
+import train_learned as tl
 
 K = 50
 

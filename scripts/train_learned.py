@@ -239,9 +239,9 @@ def eval_scores(c: Corpus, name: str, scores: np.ndarray, router: str, protocol:
 
 def lexical_router(c: Corpus, sets: list[str]):
     """The lexical router retrained on ``sets`` (+ anchors) with its own script and defaults."""
-    import train_lexical as tl  # needs scikit-learn
-
     from dynamo.nemo_switchyard.routers.lexical import LexicalRouter
+
+    import train_lexical as tl  # needs scikit-learn
 
     rows = [r for s in [*sets, "trivial"] for r in c.rows[s]]
     # Targets recomputed on each set's rows as given (an in-domain fold ranks its models on the fold alone).

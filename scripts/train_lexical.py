@@ -64,7 +64,6 @@ from anchors import anchor_rows  # noqa: E402 (scripts/ is on sys.path when run 
 from routing_pairs import PAIRS  # noqa: E402
 from targets import MIXTRAL, gain_targets  # noqa: E402
 
-
 # ------------------------------------------------------------------------------------ data
 
 

@@ -26,10 +26,11 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from browser import INSTALL_HINT, Browser, Page, find_chromium
-from processes import ROOT, http_get, http_request
 
 from dynamo.nemo_switchyard import dashboard
+
+from browser import INSTALL_HINT, Browser, Page, find_chromium
+from processes import ROOT, http_get, http_request
 
 PRICES = json.dumps({"strong-model": {"input": 3, "output": 15}, "weak-model": [0.2, 0.6]})
 CHARTS = ("rate", "share", "scores", "errors", "routing-latency", "ttfb", "ttft", "duration", "cost")

@@ -11,6 +11,7 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
+
 from dynamo_stack import DynamoUnavailable, dynamo_stack
 
 STRONG, WEAK = "strong-model", "weak-model"

@@ -13,10 +13,12 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from dynamo_stack import DynamoUnavailable, dynamo_stack
-from processes import http_get, http_request as request
 
 from dynamo.nemo_switchyard.routers.random import RandomRouter
+
+from dynamo_stack import DynamoUnavailable, dynamo_stack
+from processes import http_get
+from processes import http_request as request
 
 STRONG, WEAK = "strong-model", "weak-model"
 MAX_QUEUE = 3

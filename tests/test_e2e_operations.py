@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+
 from processes import backend_log, free_port, http_get, running, switchyard_command
 from processes import http_request as request
 

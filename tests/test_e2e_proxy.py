@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from fake_backend import stream_bytes
-from processes import backend_log, free_port, http_get, http_request as request
+from processes import backend_log, free_port, http_get
+from processes import http_request as request
 
 CHAT = {"model": "auto", "messages": [{"role": "user", "content": "Prove that there are infinitely many primes."}]}
 

@@ -20,8 +20,10 @@ import pytest
 
 from dynamo.nemo_switchyard.app import backoff, is_json_type
 from dynamo.nemo_switchyard.prompt import PromptError, check_types
+
 from fake_backend import stream_bytes
-from processes import backend_log, fake_backend_command, free_port, http_get, running, http_request as request
+from processes import backend_log, fake_backend_command, free_port, http_get, running
+from processes import http_request as request
 
 CHAT = {"model": "auto", "messages": [{"role": "user", "content": "Prove that there are infinitely many primes."}]}
 STRONG = {**CHAT, "model": "router-random-0"}  # threshold 0: always the strong model

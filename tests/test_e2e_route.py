@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from processes import backend_log, http_get, http_request as request
 
 from dynamo.nemo_switchyard.routers.random import RandomRouter
+
+from processes import backend_log, http_get
+from processes import http_request as request
 
 QUESTION = "Prove that there are infinitely many primes."
 
@@ -64,7 +66,9 @@ def test_route_answers_the_decision_and_never_calls_the_backend(proxy, reset_bac
     assert backend_log(reset_backend)["requests"] == []
     assert stats(proxy.url)["total"] == before["total"]  # not traffic: not counted
     after = http_get(proxy.url + "/metrics")[1]
-    requests_lines = lambda page: sorted(line for line in page.decode().splitlines() if line.startswith("switchyard_requests_total"))
+    def requests_lines(page: bytes) -> list[str]:
+        return sorted(line for line in page.decode().splitlines() if line.startswith("switchyard_requests_total"))
+
     assert requests_lines(after) == requests_lines(metrics_before)
 
 

@@ -8,9 +8,11 @@ import json
 import random
 
 import pytest
-from processes import backend_log, http_get, http_request as request
 
 from dynamo.nemo_switchyard.routers.random import RandomRouter
+
+from processes import backend_log, http_get
+from processes import http_request as request
 
 TIERS = ("--tier", "big=0.7", "--tier", "mid=0.3", "--tier", "small=0")
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from processes import backend_log, free_port, http_get
 
 CHAT = {"model": "auto", "messages": [{"role": "user", "content": "What is the capital of France?"}]}

@@ -17,6 +17,7 @@ schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 from dynamo.nemo_switchyard.openapi import OPENAPI  # noqa: E402
+
 from processes import http_get  # noqa: E402
 
 EXAMPLES_PER_OPERATION = 30  # 11 operations, of which 5 take bodies: about 300 inputs in all

@@ -9,11 +9,12 @@ import subprocess
 import sys
 
 import pytest
-from shared_data import DATA, needs_data
 
 from dynamo.nemo_switchyard.evaluation import apgr, load_labeled, pair_rows
 from dynamo.nemo_switchyard.routers.base import Router, RouterError
 from dynamo.nemo_switchyard.routers.lexical import DEFAULT_WEIGHTS, FEATURE_NAMES, LexicalRouter, analyze
+
+from shared_data import DATA, needs_data
 
 HARD = [
     "Let $f(x) = \\frac{x^3 - 3x + 1}{x^2 + 1}$. Find all real $x$ such that $f(f(x)) = x$, and prove that "

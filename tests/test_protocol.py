@@ -16,6 +16,7 @@ import pytest
 from dynamo.nemo_switchyard.protocol import HttpProtocol, Responder, Writes, protocol_factory
 from dynamo.nemo_switchyard.upstream import Upstream
 from dynamo.nemo_switchyard.wire import Request
+
 from fake_backend import stream_bytes
 from processes import backend_log
 

@@ -26,11 +26,11 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
-from fake_embeddings import FakeEmbeddings, vector
-
 from dynamo.nemo_switchyard.routers import routellm as rl
 from dynamo.nemo_switchyard.routers.base import RouterError
 from dynamo.nemo_switchyard.scoring import Scorer
+
+from fake_embeddings import FakeEmbeddings, vector
 
 HAVE_ROUTELLM = importlib.util.find_spec("routellm") is not None and importlib.util.find_spec("torch") is not None
 if os.environ.get("SWITCHYARD_REQUIRE_ROUTELLM") and not HAVE_ROUTELLM:

@@ -17,11 +17,12 @@ import os
 import random
 
 import pytest
-from shared_data import DATA, needs_data
 
 from dynamo.nemo_switchyard.evaluation import apgr, load_labeled, pair_rows
 from dynamo.nemo_switchyard.routers.learned import LearnedRouter
 from dynamo.nemo_switchyard.routers.lexical import LexicalRouter
+
+from shared_data import DATA, needs_data
 
 EASY = {
     "writing": [

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from processes import http_get
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the descriptor table size from /proc")

@@ -9,13 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from shared_data import DATA, needs_data
 
 from dynamo.nemo_switchyard import training
 from dynamo.nemo_switchyard.evaluation import load_labeled
 from dynamo.nemo_switchyard.routers import learned as L
 from dynamo.nemo_switchyard.routers.base import RouterError
 from dynamo.nemo_switchyard.routers.learned import LearnedRouter
+
+from shared_data import DATA, needs_data
 
 
 def test_fit_logistic_recovers_a_known_model():

@@ -11,6 +11,7 @@ import pytest
 
 from dynamo.nemo_switchyard import upstream as upstream_module
 from dynamo.nemo_switchyard.upstream import Upstream, UpstreamError
+
 from processes import free_port
 
 Behaviour = Callable[["Backend", asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]

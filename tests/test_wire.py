@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 
 from dynamo.nemo_switchyard.wire import (
-    CHUNK, HOP_BY_HOP, LAST_CHUNK, NOT_FORWARDED, NOT_RETURNED, Request, filtered, is_named, request_head, response_head,
+    CHUNK,
+    HOP_BY_HOP,
+    LAST_CHUNK,
+    NOT_FORWARDED,
+    NOT_RETURNED,
+    Request,
+    filtered,
+    is_named,
+    request_head,
+    response_head,
 )
 
 HOP = [b"Connection", b"Keep-Alive", b"TE", b"Transfer-Encoding", b"Upgrade", b"Proxy-Authorization", b"Proxy-Authenticate",

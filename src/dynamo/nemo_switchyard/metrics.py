@@ -418,7 +418,10 @@ def _histogram(samples: dict[str, list[tuple[dict[str, str], float]]], name: str
         if where is None or labels.get(where[0]) == where[1]:
             bound = float(labels["le"])
             buckets[bound] = buckets.get(bound, 0.0) + value
-    picked = lambda suffix: sum(v for labels, v in samples.get(name + suffix, []) if where is None or labels.get(where[0]) == where[1])
+
+    def picked(suffix: str) -> float:
+        return sum(v for labels, v in samples.get(name + suffix, []) if where is None or labels.get(where[0]) == where[1])
+
     bounds = sorted(buckets)
     return {
         "le": [bound if math.isfinite(bound) else "+Inf" for bound in bounds],
