@@ -243,6 +243,17 @@ def test_calibration_is_increasing_with_tails(router):
     assert hi == 1.0 and 0.0 <= lo < 1e-12
 
 
+def test_calibration_is_np_interp_between_the_quantiles(router):
+    # calibrate loops in Python for speed; between the quantiles it must be np.interp to the bit.
+    head = router.head
+    q, p = head.cal_z, head.cal_p
+    z = np.concatenate([q, (q[:-1] + q[1:]) / 2, np.random.default_rng(0).uniform(q[0], q[-1], 5000)])
+    assert np.array_equal(head.calibrate(z), np.interp(z, q, p))
+    assert np.isnan(head.calibrate(np.array([np.nan]))[0])
+    hi, lo = head.calibrate(np.array([np.inf, -np.inf])).tolist()
+    assert hi == 1.0 and 0.0 <= lo < 1e-12
+
+
 @needs_data
 def test_held_out_mini_evaluation_beats_random(router):
     """routerbench_subset is never trained on: the shipped head must beat random (0.5) there."""
