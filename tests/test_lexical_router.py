@@ -106,6 +106,24 @@ def test_features_match_names():
     assert feats[FEATURE_NAMES.index("has_options")] == 1.0
 
 
+def test_character_class_ratios_count_each_class(router):
+    # analyze counts the classes in one pass over the bytes; the reference deletes each class.
+    rng = __import__("random").Random(7)
+    alphabet = "aZ09 \n\t?!.,;:'\"+-*/=<>^(){}[]\\$#_`~é"
+    classes = {"r_digits": b"0123456789", "r_upper": b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", "r_mathops": b"+-*/=<>^",
+               "r_brackets": b"(){}[]", "r_latex": b"\\$", "r_punct": b".,;:!?'\""}
+    for _ in range(300):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 400)))
+        feats = dict(zip(FEATURE_NAMES, analyze(text)[0]))
+        data = text.encode()
+        for name, chars in classes.items():
+            assert feats[name] == (len(data) - len(data.translate(None, chars))) / len(data), (name, text)
+        assert feats["log_qmarks"] == math.log1p(data.count(b"?"))
+        assert feats["log_lines"] == math.log1p(data.count(b"\n") + 1)
+    empty = dict(zip(FEATURE_NAMES, analyze("")[0]))
+    assert all(empty[name] == 0.0 for name in classes)  # no characters, no share of any class
+
+
 def test_from_config_paths_and_errors(tmp_path):
     assert isinstance(LexicalRouter.from_config(), LexicalRouter)
     assert isinstance(LexicalRouter.from_config(checkpoint_path=DEFAULT_WEIGHTS), LexicalRouter)
