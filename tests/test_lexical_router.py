@@ -124,6 +124,21 @@ def test_character_class_ratios_count_each_class(router):
     assert all(empty[name] == 0.0 for name in classes)  # no characters, no share of any class
 
 
+def test_markers_are_found_with_or_without_the_characters_that_gate_them():
+    # analyze looks for most markers only in prompts with newlines, math operators, brackets or
+    # LaTeX characters; in words without code or LaTeX words, the counts are the markers present.
+    from dynamo.nemo_switchyard.routers.lexical import _CODE_MARKS, _LATEX_MARKS
+
+    rng = __import__("random").Random(11)
+    pieces = ["xy", " ", "`", "```", "\t", "#include", "#", ";", "_", "$", "^{", "_{", "\\(", "\\[", "{\n", ";\n",
+              "\n    ", "==", "=>", "</", "()", "?", "."]
+    for _ in range(2000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 12)))
+        feats = dict(zip(FEATURE_NAMES, analyze(text)[0]))
+        assert feats["n_latex_markers"] == sum(m in text for m in _LATEX_MARKS), text
+        assert feats["n_code_markers"] == sum(m in text for m in _CODE_MARKS), text
+
+
 def test_from_config_paths_and_errors(tmp_path):
     assert isinstance(LexicalRouter.from_config(), LexicalRouter)
     assert isinstance(LexicalRouter.from_config(checkpoint_path=DEFAULT_WEIGHTS), LexicalRouter)

@@ -109,6 +109,7 @@ def _classes() -> bytes:
 
 
 _CLASSES: Final = _classes()
+_MARKED: Final = frozenset(b"\n" + _MATHOPS + _BRACKETS + _LATEX)  # characters whose absence lets analyze skip markers
 
 _LATEX_WORDS = frozenset(b"frac dfrac tfrac sqrt cdot leq geq infty binom mathbf mathrm overline ldots cdots".split())
 _LATEX_MARKS = ("$", "^{", "_{", "\\(", "\\[")  # str, not bytes: see analyze
@@ -116,6 +117,10 @@ _CODE_WORDS = frozenset(
     b"def return import class print function lambda const var self elif python java javascript sql".split()
 )
 _CODE_MARKS = ("```", "{\n", ";\n", "\n    ", "\t", "==", "=>", "</", "#include", "()")
+# The markers that can occur in a prompt without newlines, math operators, brackets or LaTeX
+# characters (most chat prompts): the others cannot be in it, and are not looked for.
+_PLAIN_LATEX_MARKS = tuple(m for m in _LATEX_MARKS if not any(ord(c) in _MARKED for c in m))
+_PLAIN_CODE_MARKS = tuple(m for m in _CODE_MARKS if not any(ord(c) in _MARKED for c in m))
 # Indicator groups of task words: English words (whole tokens) | Chinese / Japanese / Korean words
 # (substrings: Chinese and Japanese have no spaces, Korean attaches particles and endings to its
 # words: 증명하시오), one group per g_* feature, in FEATURE_NAMES order.
@@ -243,12 +248,20 @@ def analyze(prompt: str) -> tuple[list[float], list[bytes]]:
     # clears a TypeError, and ``b.find`` parses its arguments the old way; ``in`` on str does neither
     # (callgrind, a whole score of a short prompt: ~119,000 instructions with ``m in b``, ~103,000
     # with ``b.find(m)``, ~90,000 so).
-    for m in _LATEX_MARKS:
-        if m in win:
-            latex += 1
-    for m in _CODE_MARKS:
-        if m in win:
-            code += 1
+    if newlines or mathops or brackets or latex_chars:
+        for m in _LATEX_MARKS:
+            if m in win:
+                latex += 1
+        for m in _CODE_MARKS:
+            if m in win:
+                code += 1
+    else:
+        for m in _PLAIN_LATEX_MARKS:
+            if m in win:
+                latex += 1
+        for m in _PLAIN_CODE_MARKS:
+            if m in win:
+                code += 1
     tiny = max(0.0, 1.0 - n_full / 80.0)
     log_numbers = math.log1p(len(numbers))
     feats = [
