@@ -248,20 +248,14 @@ def analyze(prompt: str) -> tuple[list[float], list[bytes]]:
     # clears a TypeError, and ``b.find`` parses its arguments the old way; ``in`` on str does neither
     # (callgrind, a whole score of a short prompt: ~119,000 instructions with ``m in b``, ~103,000
     # with ``b.find(m)``, ~90,000 so).
-    if newlines or mathops or brackets or latex_chars:
-        for m in _LATEX_MARKS:
-            if m in win:
-                latex += 1
-        for m in _CODE_MARKS:
-            if m in win:
-                code += 1
-    else:
-        for m in _PLAIN_LATEX_MARKS:
-            if m in win:
-                latex += 1
-        for m in _PLAIN_CODE_MARKS:
-            if m in win:
-                code += 1
+    gated = newlines or mathops or brackets or latex_chars
+    latex_marks, code_marks = (_LATEX_MARKS, _CODE_MARKS) if gated else (_PLAIN_LATEX_MARKS, _PLAIN_CODE_MARKS)
+    for m in latex_marks:
+        if m in win:
+            latex += 1
+    for m in code_marks:
+        if m in win:
+            code += 1
     tiny = max(0.0, 1.0 - n_full / 80.0)
     log_numbers = math.log1p(len(numbers))
     feats = [
