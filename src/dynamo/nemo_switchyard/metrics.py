@@ -29,24 +29,6 @@ _UPSTREAM_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10
 _SCORE_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
 
 
-class _CachedLabels:
-    """A labelled gauge whose ``labels(...)`` children are cached: the hot path skips
-    prometheus_client's per-call validation and locking (about half the cost of an update)."""
-
-    def __init__(self, metric: Any) -> None:
-        self._metric = metric
-        self._children: dict[tuple[object, ...], Any] = {}
-
-    def labels(self, *values: object) -> Any:  # object: prometheus_client takes any value, as str()
-        child = self._children.get(values)
-        if child is None:
-            child = self._children[values] = self._metric.labels(*values)
-        return child
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._metric, name)
-
-
 class Series:
     """One series of a counter or histogram: what ``Family.labels(...)`` returns.
 
@@ -296,17 +278,18 @@ class Metrics:
             "switchyard_affinity_conversations", "Conversations remembered (per process; summed over workers).",
             registry=r, multiprocess_mode="livesum",
         )
-        self.backend_queue = _CachedLabels(
-            Gauge("switchyard_backend_queued_requests", "Queued requests per model, read from the backend's metrics (--load-aware).",
-                  ["model"], registry=r, multiprocess_mode="mostrecent")
+        # Set at scrape time only (App._sync_metrics), so prometheus_client's own labels() serves.
+        self.backend_queue = Gauge(
+            "switchyard_backend_queued_requests", "Queued requests per model, read from the backend's metrics (--load-aware).",
+            ["model"], registry=r, multiprocess_mode="mostrecent",
         )
-        self.backend_ttft = _CachedLabels(
-            Gauge("switchyard_backend_ttft_p90_seconds", "Recent time-to-first-token p90 per model, from the backend's metrics (--load-aware).",
-                  ["model"], registry=r, multiprocess_mode="mostrecent")
+        self.backend_ttft = Gauge(
+            "switchyard_backend_ttft_p90_seconds", "Recent time-to-first-token p90 per model, from the backend's metrics (--load-aware).",
+            ["model"], registry=r, multiprocess_mode="mostrecent",
         )
-        self.backend_saturated = _CachedLabels(
-            Gauge("switchyard_backend_saturated", "1 while a model's pool is past the --load-max-* limits.", ["model"],
-                  registry=r, multiprocess_mode="mostrecent")
+        self.backend_saturated = Gauge(
+            "switchyard_backend_saturated", "1 while a model's pool is past the --load-max-* limits.", ["model"],
+            registry=r, multiprocess_mode="mostrecent",
         )
         self.started = time.time()
 
