@@ -22,6 +22,8 @@ coding requests are still judged by the corpus alone.
 
 from __future__ import annotations
 
+import json
+import os
 import random
 
 EASY_TARGET = 0.05  # the training targets' 10th percentile is about 0.0-0.1
@@ -125,6 +127,21 @@ def hard_prompts(rng: random.Random) -> list[str]:
         names = rng.sample(_NAMES, 5)
         out.append(rng.choice(_PUZZLES).format(a=names[0], b=names[1], c=names[2], d=names[3], e=names[4]))
     return out
+
+
+WORD_PROBLEMS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "word_problems.jsonl")
+
+
+def word_problems(path: str = WORD_PROBLEMS) -> list[tuple[str, float]]:
+    """Grade-school word problems written for this prior (none from a benchmark), each with the number of
+    arithmetic steps its solution takes (1-8), the target rising with the steps from EASY_TARGET to
+    HARD_TARGET: a weak model's errors on such problems rise with the steps, a strong model's hardly. Every
+    topic occurs at every step count, so what the routers can learn from them is the count of quantities
+    (the ``wp_quantities`` feature), not a vocabulary: synthetic problems from a few templates, tried
+    first, taught the templates' words instead."""
+    with open(path, encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    return [(r["prompt"], EASY_TARGET + (HARD_TARGET - EASY_TARGET) * (r["steps"] - 1) / 7) for r in rows]
 
 
 def task_anchors(seed: int = 0) -> list[tuple[str, float]]:

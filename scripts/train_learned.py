@@ -68,12 +68,14 @@ import numpy as np
 from dynamo.nemo_switchyard import training
 from dynamo.nemo_switchyard.evaluation import evaluate, load_labeled, pair_rows
 from dynamo.nemo_switchyard.routers import learned as L
+from dynamo.nemo_switchyard.routers.lexical import FEATURE_NAMES as L_FEATURES
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TRAIN_SETS = ("mmlu_pro", "math_l5", "crux", "arena_hard_v1")
 EVAL_ONLY = "routerbench_subset"
 import distill_encoder as de  # noqa: E402 (scripts/ is on sys.path when run as a script)
-from anchors import anchor_rows  # noqa: E402
+import word_slope  # noqa: E402
+from anchors import anchor_rows, word_problems  # noqa: E402
 from routing_pairs import PAIRS as _PAIRS  # noqa: E402
 from targets import MIXTRAL, gain_targets  # noqa: E402
 
@@ -82,6 +84,8 @@ PAIRS = {**_PAIRS, EVAL_ONLY: [*_PAIRS[EVAL_ONLY], ("gpt-4-1106-preview", "gpt-3
 C = 1.0
 ALPHA = 0.5
 ANCHOR_WEIGHT = 0.25  # the learned head loses more on RouterBench from heavier anchors than the lexical one
+WORD_PROBLEMS = "word_problems"  # anchors that set the wp_quantities weight only (scripts/word_slope.py)
+WP_COLUMN = L_FEATURES.index(word_slope.FEATURE)
 BLEND = 0.5  # weight of the embedding head's standardised logit; the rest is the lexical router's
 
 
@@ -156,6 +160,9 @@ class Corpus:
         self.reference = reference  # the target's weak model (scripts/targets.py)
         self.y = {s: gain_targets(self.rows[s], reference=reference) for s in TRAIN_SETS}
         self.y["trivial"] = np.array(y_anchors)
+        problems = word_problems() if task_anchors else []  # they set the wp_quantities weight only (scripts/word_slope.py)
+        self.rows[WORD_PROBLEMS] = [{"prompt": p, "outcomes": {}} for p, _ in problems]
+        self.y[WORD_PROBLEMS] = np.array([t for _, t in problems])
         t0 = time.time()
         self.emb: dict[str, np.ndarray] = {}  # set by embed(), with the table being evaluated or shipped
         self.dense, self.lex = {}, {}  # lex: the shipped lexical router's logits
@@ -190,6 +197,8 @@ def fit_head(c: Corpus, sets: list[str], lex: dict[str, np.ndarray]) -> tuple[di
     tr = [*sets, "trivial"]
     mu, sd = training.standardizer(np.vstack([c.dense[s] for s in sets]))
     X = design(c, tr, mu, sd)
+    col = c.emb[sets[0]].shape[1] + WP_COLUMN
+    X[:, col] = 0.0  # the word-problem feature's weight is fitted on the word problems alone, below
     y = np.concatenate([c.y[s] for s in tr])
     beta, b = training.fit_logistic(X, y, set_weights(c, tr), C=C)
     arrays = {"w": beta, "b": np.array(b), "mu": mu, "sd": sd, "cal_z": np.array([-1.0, 1.0]), "cal_p": np.array([0.01, 0.99]),
@@ -202,6 +211,13 @@ def fit_head(c: Corpus, sets: list[str], lex: dict[str, np.ndarray]) -> tuple[di
     arrays.update(w=beta * BLEND / s1, b=np.array(BLEND * (b - m1) / s1 - (1 - BLEND) * m2 / s2),
                   lexical=np.array((1 - BLEND) / s2))
     head = L.Head(arrays, "linear")
+    if len(c.y[WORD_PROBLEMS]):  # on top of the blended lexical router's own slope
+        offset = head.logit(head.design(c.emb[WORD_PROBLEMS], c.dense[WORD_PROBLEMS]), None, lex[WORD_PROBLEMS])
+        a = word_slope.fit_slope(offset, c.dense[WORD_PROBLEMS][:, WP_COLUMN], c.y[WORD_PROBLEMS])
+        w = arrays["w"].copy()
+        w[col] = a * sd[WP_COLUMN]  # the head standardises: a * (x - mu) / sd * sd = a * x - a * mu
+        arrays.update(w=w, b=np.array(float(arrays["b"]) + a * mu[WP_COLUMN]))
+        head = L.Head(arrays, "linear")
     logits = np.concatenate([head.logit(head.design(c.emb[s], c.dense[s]), None, lex[s]) for s in sets])
     groups = np.concatenate([[s] * len(c.emb[s]) for s in sets])
     arrays.update(training.calibration(logits, groups))
@@ -243,10 +259,10 @@ def lexical_router(c: Corpus, sets: list[str]):
 
     import train_lexical as tl  # needs scikit-learn
 
-    rows = [r for s in [*sets, "trivial"] for r in c.rows[s]]
+    rows = [r for s in [*sets, "trivial", WORD_PROBLEMS] for r in c.rows[s]]
     # Targets recomputed on each set's rows as given (an in-domain fold ranks its models on the fold alone).
-    y = np.concatenate([gain_targets(c.rows[s], reference=c.reference) for s in sets] + [c.y["trivial"]])
-    set_ids = np.array([s for s in [*sets, "trivial"] for _ in c.rows[s]])
+    y = np.concatenate([gain_targets(c.rows[s], reference=c.reference) for s in sets] + [c.y["trivial"], c.y[WORD_PROBLEMS]])
+    set_ids = np.array([s for s in [*sets, "trivial", WORD_PROBLEMS] for _ in c.rows[s]])
     args = tl.parser().parse_args([])  # the lexical script's own defaults
     return LexicalRouter(weights=tl.fit(tl.Featurized([r["prompt"] for r in rows]), y, set_ids, args))
 
@@ -274,7 +290,7 @@ def in_domain(c: Corpus, held: str) -> dict[str, np.ndarray]:
                 c.emb[key], c.dense[key], c.y[key] = c.emb[held][idx], c.dense[held][idx], c.y[held][idx]
             sets = [*others, train_key]
             lexical = lexical_router(c, sets)
-            lex = lexical_logits(c, lexical, [*sets, test_key])
+            lex = lexical_logits(c, lexical, [*sets, test_key, WORD_PROBLEMS])
             _, head = fit_head(c, sets, lex)
             out["learned"][test] = learned_scores(c, head, test_key, lex[test_key])
             out["lexical"][test] = lexical.score_batch([r["prompt"] for r in c.rows[test_key]])
@@ -350,7 +366,7 @@ def main(argv=None) -> int:
             # The held-out set's prompts must not shape the table either: distil without them.
             c.embed(distiller.encoder(others))
             lexical = lexical_router(c, others)
-            lex = lexical_logits(c, lexical, [*others, held])
+            lex = lexical_logits(c, lexical, [*others, held, WORD_PROBLEMS])
             _, head = fit_head(c, others, lex)
             results += eval_scores(c, held, learned_scores(c, head, held, lex[held]), "learned", "loso")
             results += eval_scores(c, held, lexical.score_batch([r["prompt"] for r in c.rows[held]]), "lexical", "loso")
@@ -385,7 +401,8 @@ def main(argv=None) -> int:
         "weak": None,
         "target": "P(random strong model right and random weak model wrong); strong = best quarter, weak = weaker half "
         "of each training set's models" + (f" ({args.weak_reference} where the set has its outcome)" if args.weak_reference else ""),
-        "trained_on": [*TRAIN_SETS, *(["161 synthetic chit-chat anchors (target 0)", "synthetic kinds-of-task anchors (scripts/anchors.py)"]
+        "trained_on": [*TRAIN_SETS, *(["161 synthetic chit-chat anchors (target 0)", "synthetic kinds-of-task anchors (scripts/anchors.py)",
+                                        f"{len(c.y[WORD_PROBLEMS])} word problems, for the wp_quantities weight only (scripts/word_slope.py)"]
                                       if args.task_anchors else ["161 synthetic chit-chat anchors (target 0)"])],
         "head": {"kind": "linear", "features": ["minilm-static embedding", *L_feature_names(), "lexical router logit"], "C": C,
                  "set_alpha": ALPHA, "anchor_weight": ANCHOR_WEIGHT, "blend": BLEND},

@@ -25,7 +25,9 @@ with target 0, plus a kinds-of-task prior (``scripts/anchors.py``: writing, role
 summarising, everyday explanations low; mathematics, coding, multi-step reasoning high),
 with a small weight (``--anchor-weight``), because the benchmarks have no such prompts
 and short benchmark prompts are hard; they are left out of the calibration and of every
-evaluation.
+evaluation. The 96 word problems of ``scripts/word_problems.jsonl`` (target rising with their
+steps) set only the weight of the ``wp_quantities`` feature, fitted after the rest with the
+rest held fixed (``scripts/word_slope.py``).
 
 Model: logistic regression on soft labels (each prompt appears as a positive with
 weight t and a negative with weight 1 - t); sets are re-weighted by
@@ -59,8 +61,10 @@ from dynamo.nemo_switchyard.routers import lexical as lx
 
 TRAIN_SETS = ("mmlu_pro", "math_l5", "crux", "arena_hard_v1")
 EVAL_ONLY = ("routerbench_subset",)
+WORD_PROBLEMS = "word_problems"  # the pseudo-set of word-problem anchors (scripts/word_slope.py)
 
-from anchors import anchor_rows  # noqa: E402 (scripts/ is on sys.path when run as a script)
+import word_slope  # noqa: E402 (scripts/ is on sys.path when run as a script)
+from anchors import anchor_rows, word_problems  # noqa: E402
 from routing_pairs import PAIRS  # noqa: E402
 from targets import MIXTRAL, gain_targets  # noqa: E402
 
@@ -126,7 +130,18 @@ def design(feats: Featurized, vocab_index: dict[bytes, int], mu: np.ndarray, sd:
 
 
 def fit(feats: Featurized, y: np.ndarray, set_ids: np.ndarray, args) -> dict:
-    """Fit the model; return the weights dict in the router's format."""
+    """Fit the model; return the weights dict in the router's format.
+
+    Rows of the pseudo-set ``word_problems`` only set the ``wp_quantities`` weight (``scripts/word_slope.py``):
+    the model is fitted on the other rows with that feature held at zero."""
+    problems = set_ids == WORD_PROBLEMS
+    wp_feats, wp_y = feats.subset(np.where(problems)[0]), y[problems]
+    keep = np.where(~problems)[0]
+    feats, y, set_ids = feats.subset(keep), y[keep], set_ids[keep]
+    col = lx.FEATURE_NAMES.index(word_slope.FEATURE)
+    dense_full = feats.dense
+    feats.dense = dense_full.copy()
+    feats.dense[:, col] = 0.0
     vocab = build_vocab(feats, args.min_df)
     vocab_index = {t: j for j, t in enumerate(vocab)}
     mu = feats.dense.mean(axis=0)
@@ -161,6 +176,11 @@ def fit(feats: Featurized, y: np.ndarray, set_ids: np.ndarray, args) -> dict:
         # placeholder calibration; replaced below once logits are known
         "calibration": {"logit_quantiles": [-1.0, 1.0], "probs": [0.0, 1.0], "tail_scale": 1.0},
     }
+    if len(wp_y):
+        router = lx.LexicalRouter(weights=weights)
+        offset = np.array([_logit(router, wp_feats.dense[i], wp_feats.toks[i]) for i in range(len(wp_y))])
+        weights["dense"][col] = float(f"{word_slope.fit_slope(offset, wp_feats.dense[:, col], wp_y):.6g}")
+    feats.dense = dense_full
     router = lx.LexicalRouter(weights=weights)
     logits = np.array([_logit(router, feats.dense[i], feats.toks[i]) for i in range(len(y))])
     real = set_ids != "trivial"
@@ -258,6 +278,10 @@ def main(argv=None) -> int:
         prompts, y_anchors = anchor_rows(args.task_anchors)
         rows += [{"id": f"anchor-{i}", "set": "trivial", "prompt": p, "outcomes": {}} for i, p in enumerate(prompts)]
         y = np.r_[y, y_anchors]
+        if args.task_anchors:
+            problems = word_problems()
+            rows += [{"id": f"word-problem-{i}", "set": WORD_PROBLEMS, "prompt": p, "outcomes": {}} for i, (p, _) in enumerate(problems)]
+            y = np.r_[y, [t for _, t in problems]]
     set_ids = np.array([r["set"] for r in rows])
     feats = Featurized([r["prompt"] for r in rows])
     print(f"featurized {len(rows)} prompts in {time.time() - t0:.1f}s; target mean per set: "
@@ -285,7 +309,9 @@ def main(argv=None) -> int:
     final = fit(feats, y, set_ids, args)
     final["meta"] = {
         "trained_on": list(TRAIN_SETS) + (["synthetic trivial anchors (target 0)"] if args.anchors else [])
-        + (["synthetic kinds-of-task anchors (scripts/anchors.py)"] if args.anchors and args.task_anchors else []),
+        + (["synthetic kinds-of-task anchors (scripts/anchors.py)",
+            f"{int((set_ids == WORD_PROBLEMS).sum())} word problems, for the wp_quantities weight only (scripts/word_slope.py)"]
+           if args.anchors and args.task_anchors else []),
         "n_prompts": len(rows),
         "target": args.target,
         "hyper": {k: getattr(args, k) for k in ("C", "alpha", "anchor_weight", "min_df", "max_terms", "min_weight")},

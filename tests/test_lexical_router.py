@@ -124,6 +124,36 @@ def test_character_class_ratios_count_each_class(router):
     assert all(empty[name] == 0.0 for name in classes)  # no characters, no share of any class
 
 
+WORD_PROBLEM = ("A baker sells 24 muffins on Monday and twice as many on Tuesday. Each muffin costs $3 and "
+                "each box holds 6 muffins. How many dollars does she make over the two days?")
+
+
+def wp_quantities(prompt: str) -> float:
+    return dict(zip(FEATURE_NAMES, analyze(prompt)[0]))["wp_quantities"]
+
+
+def test_word_problem_quantities_count_numbers_and_number_words():
+    # 24, twice, 3, 6, two: five quantities (the prices' "$" is not LaTeX); counted above three.
+    assert wp_quantities(WORD_PROBLEM) == pytest.approx(math.log1p(5) - math.log1p(3))
+    assert wp_quantities("Tom has 3 apples and buys 2 more. How many does he have?") == 0.0  # few: no opinion
+    table = "The readings were " + ", ".join(str(i) for i in range(40)) + ". What is the trend?"
+    assert wp_quantities(table) == pytest.approx(math.log1p(16) - math.log1p(3))  # a table, not a harder problem
+
+
+@pytest.mark.parametrize("change", [
+    lambda p: p + "\nA. 84\nB. 216",  # multiple choice
+    lambda p: p.replace("$3", "$x^2$"),  # LaTeX
+    lambda p: p.replace("each box", "each prime box"),  # a mathematics word: a competition problem
+    lambda p: p.replace("twice as many", "2 * 24"),  # a formula
+    lambda p: p.replace("Each muffin", "def f(): return print(x)\nEach muffin"),  # code
+    lambda p: p.replace(". ", ".\n").replace(" and ", "\nand "),  # more than three lines
+])
+def test_word_problem_feature_is_zero_outside_prose(change):
+    prompt = change(WORD_PROBLEM)
+    assert prompt != WORD_PROBLEM
+    assert wp_quantities(prompt) == 0.0, prompt
+
+
 def test_markers_are_found_with_or_without_the_characters_that_gate_them():
     # analyze looks for most markers only in prompts with newlines, math operators, brackets or
     # LaTeX characters; in words without code or LaTeX words, the counts are the markers present.

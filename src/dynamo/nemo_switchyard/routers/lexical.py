@@ -25,6 +25,9 @@ Features (computed on a window of the prompt: the whole prompt up to
 * for short prompts, the "tiny" hinge times the count of numbers, the presence of math
   operators, compute words (with a number) and mathematics words: a short mathematics
   question is hard, where other short prompts are chit-chat;
+* for word problems (prose with quantities, see ``analyze``), the log of the count of their
+  quantities (numbers and number words) relative to a typical six: a word problem's steps follow
+  its quantities. Its weight is fitted on word problems alone (``scripts/word_slope.py``);
 * bag of words: lower-cased word unigrams (runs of ASCII letters/digits and
   non-ASCII bytes), looked up in a vocabulary that ships with the weights (only
   words that carried weight in training); the weights of all tokens are summed
@@ -142,6 +145,16 @@ _GROUP_WORDS = (
 _WORD_GROUPS = tuple(frozenset(english.encode().split()) for english, _ in _GROUP_WORDS)
 _LATEX_BIT: Final = 1 << len(_GROUP_WORDS)
 _CODE_BIT: Final = _LATEX_BIT << 1
+_QUANTITY_BIT: Final = _CODE_BIT << 1
+# Quantities written as words, as word problems write many of theirs ("three boxes", "twice as many").
+_QUANTITY_WORDS = frozenset(
+    b"one two three four five six seven eight nine ten eleven twelve fifteen twenty thirty forty fifty sixty hundred "
+    b"thousand million dozen dozens twice thrice half double triple quarter percent".split()
+)
+_FEW_QUANTITIES: Final = math.log1p(3)
+_MAX_QUANTITIES: Final = 16  # more is a table of numbers rather than a harder word problem
+_FORMULA_OPS: Final = b"+*/=<>^"  # math operators other than "-", which prose uses too ("a 30-day month")
+_MONEY_RE: Final = re.compile(rb"\$(?![0-9])")  # a "$" not before a digit: LaTeX, not a price
 
 
 def _token_flags() -> dict[bytes, int]:
@@ -152,7 +165,7 @@ def _token_flags() -> dict[bytes, int]:
     for i, group in enumerate(_WORD_GROUPS):
         for word in group:
             flags[word] = flags.get(word, 0) | 1 << i
-    for words, bit in ((_LATEX_WORDS, _LATEX_BIT), (_CODE_WORDS, _CODE_BIT)):
+    for words, bit in ((_LATEX_WORDS, _LATEX_BIT), (_CODE_WORDS, _CODE_BIT), (_QUANTITY_WORDS, _QUANTITY_BIT)):
         for word in words:
             flags[word] = flags.get(word, 0) | bit
     return flags
@@ -167,11 +180,12 @@ FEATURE_NAMES: tuple[str, ...] = (
     "n_latex_markers", "n_code_markers", "has_code",
     "log_options", "has_options", "log_qmarks", "log_numbers", "max_number_len",
     "g_wh", "g_explain", "g_prove", "g_compute", "g_write", "g_code", "g_creative", "g_debug", "g_reason", "g_math",
-    "tiny_numbers", "tiny_mathops", "tiny_compute", "tiny_math",
+    "tiny_numbers", "tiny_mathops", "tiny_compute", "tiny_math", "wp_quantities",
 )
 _FIRST_GROUP = FEATURE_NAMES.index("g_wh")  # where the word groups start in the features
 _COMPUTE = FEATURE_NAMES.index("g_compute") - _FIRST_GROUP
 _MATH = FEATURE_NAMES.index("g_math") - _FIRST_GROUP
+_MATH_BIT: Final = 1 << _MATH
 _CJK_WORDS_RE = re.compile(b"|".join(map(re.escape, sorted(_CJK_GROUP_OF, key=len, reverse=True))))
 
 
@@ -191,13 +205,15 @@ def analyze(prompt: str) -> tuple[list[float], list[bytes]]:
     b = win.encode("utf-8", "surrogatepass")
     toks = b.translate(_WORDS).split()
     flags = 0
-    latex = code = 0  # distinct LaTeX / code words
+    latex = code = quantity_words = 0  # distinct LaTeX / code words; quantity words, each time
     matched: set[bytes] | None = None
     token_flags, counted = _TOKEN_FLAGS, _LATEX_BIT | _CODE_BIT  # locals: a module global is a dict lookup each time, compiled
     for tok in toks:
         f = token_flags.get(tok, 0)
         if f:
             flags |= f
+            if f & _QUANTITY_BIT:
+                quantity_words += 1
             if f & counted:
                 if matched is None:
                     matched = set()
@@ -292,6 +308,21 @@ def analyze(prompt: str) -> tuple[list[float], list[bytes]]:
     # word counts only with a number ("find" also asks for code: "Write a function to find ...").
     compute = feats[_FIRST_GROUP + _COMPUTE] if numbers else 0.0
     feats += [tiny * log_numbers, tiny if mathops else 0.0, tiny * compute, tiny * feats[_FIRST_GROUP + _MATH]]
+    # A grade-school word problem is harder for a weak model the more steps it takes (a strong model's
+    # errors hardly rise with them), and its steps follow its quantities; the size and the words of a
+    # prompt, which the other features read, say little within such problems. "Word problem" here: prose
+    # with at least two quantities, no options, no LaTeX but prices in dollars, no formula operators and no
+    # mathematics words (competition problems, whose difficulty is not in their count of numbers), two code
+    # words at most ("class" and "return" are English too), three lines at most. Counted from a typical
+    # word problem's six quantities, so it orders word problems among themselves rather than moving them
+    # as a group, and capped: beyond sixteen numbers a prompt is a table rather than a harder problem.
+    quantities = len(numbers) + quantity_words
+    prose = quantities >= 2 and options < 2 and code < 3 and lines <= 3 and not flags & (_LATEX_BIT | _MATH_BIT)
+    if prose and latex:
+        prose = latex == 1 and b"$" in b and _MONEY_RE.search(b) is None
+    if prose and mathops:
+        prose = len(b.translate(None, _FORMULA_OPS)) == n
+    feats.append(max(0.0, math.log1p(min(quantities, _MAX_QUANTITIES)) - _FEW_QUANTITIES) if prose else 0.0)
     return feats, toks
 
 
