@@ -136,6 +136,8 @@ def test_word_problem_quantities_count_numbers_and_number_words():
     # 24, twice, 3, 6, two: five quantities (the prices' "$" is not LaTeX); counted above three.
     assert wp_quantities(WORD_PROBLEM) == pytest.approx(math.log1p(5) - math.log1p(3))
     assert wp_quantities("Tom has 3 apples and buys 2 more. How many does he have?") == 0.0  # few: no opinion
+    fractions = WORD_PROBLEM.replace("twice as many", "3/4 as many").replace("each box holds", "each box, rented at $5/hour, holds")
+    assert wp_quantities(fractions) > 0.0  # fractions and rates are prose too
     table = "The readings were " + ", ".join(str(i) for i in range(40)) + ". What is the trend?"
     assert wp_quantities(table) == pytest.approx(math.log1p(16) - math.log1p(3))  # a table, not a harder problem
 

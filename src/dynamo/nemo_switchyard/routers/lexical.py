@@ -153,7 +153,7 @@ _QUANTITY_WORDS = frozenset(
 )
 _FEW_QUANTITIES: Final = math.log1p(3)
 _MAX_QUANTITIES: Final = 16  # more is a table of numbers rather than a harder word problem
-_FORMULA_OPS: Final = b"+*/=<>^"  # math operators other than "-", which prose uses too ("a 30-day month")
+_FORMULA_OPS: Final = b"+*=<>^"  # math operators but those prose uses too: "a 30-day month", "3/4 of", "$12/hour"
 _MONEY_RE: Final = re.compile(rb"\$(?![0-9])")  # a "$" not before a digit: LaTeX, not a price
 
 
