@@ -145,7 +145,6 @@ def test_word_problem_quantities_count_numbers_and_number_words():
 @pytest.mark.parametrize("change", [
     lambda p: p + "\nA. 84\nB. 216",  # multiple choice
     lambda p: p.replace("$3", "$x^2$"),  # LaTeX
-    lambda p: p.replace("each box", "each prime box"),  # a mathematics word: a competition problem
     lambda p: p.replace("twice as many", "2 * 24"),  # a formula
     lambda p: p.replace("Each muffin", "def f(): return print(x)\nEach muffin"),  # code
     lambda p: p.replace(". ", ".\n").replace(" and ", "\nand "),  # more than three lines

@@ -185,7 +185,6 @@ FEATURE_NAMES: tuple[str, ...] = (
 _FIRST_GROUP = FEATURE_NAMES.index("g_wh")  # where the word groups start in the features
 _COMPUTE = FEATURE_NAMES.index("g_compute") - _FIRST_GROUP
 _MATH = FEATURE_NAMES.index("g_math") - _FIRST_GROUP
-_MATH_BIT: Final = 1 << _MATH
 _CJK_WORDS_RE = re.compile(b"|".join(map(re.escape, sorted(_CJK_GROUP_OF, key=len, reverse=True))))
 
 
@@ -311,13 +310,12 @@ def analyze(prompt: str) -> tuple[list[float], list[bytes]]:
     # A grade-school word problem is harder for a weak model the more steps it takes (a strong model's
     # errors hardly rise with them), and its steps follow its quantities; the size and the words of a
     # prompt, which the other features read, say little within such problems. "Word problem" here: prose
-    # with at least two quantities, no options, no LaTeX but prices in dollars, no formula operators and no
-    # mathematics words (competition problems, whose difficulty is not in their count of numbers), two code
-    # words at most ("class" and "return" are English too), three lines at most. Counted from a typical
+    # with at least two quantities, no options, no LaTeX but prices in dollars, no formula operators, two
+    # code words at most ("class" and "return" are English too), three lines at most. Counted from a typical
     # word problem's six quantities, so it orders word problems among themselves rather than moving them
     # as a group, and capped: beyond sixteen numbers a prompt is a table rather than a harder problem.
     quantities = len(numbers) + quantity_words
-    prose = quantities >= 2 and options < 2 and code < 3 and lines <= 3 and not flags & (_LATEX_BIT | _MATH_BIT)
+    prose = quantities >= 2 and options < 2 and code < 3 and lines <= 3 and not flags & _LATEX_BIT
     if prose and latex:
         prose = latex == 1 and b"$" in b and _MONEY_RE.search(b) is None
     if prose and mathops:
