@@ -26,8 +26,8 @@ Features (computed on a window of the prompt: the whole prompt up to
   operators, compute words (with a number) and mathematics words: a short mathematics
   question is hard, where other short prompts are chit-chat;
 * for word problems (prose with quantities, see ``analyze``), the log of the count of their
-  quantities (numbers and number words) relative to a typical six: a word problem's steps follow
-  its quantities. Its weight is fitted on word problems alone (``scripts/word_slope.py``);
+  quantities (numbers and number words) above three: a word problem's steps follow its
+  quantities. Its weight is fitted on word problems alone (``scripts/word_slope.py``);
 * bag of words: lower-cased word unigrams (runs of ASCII letters/digits and
   non-ASCII bytes), looked up in a vocabulary that ships with the weights (only
   words that carried weight in training); the weights of all tokens are summed
@@ -311,9 +311,10 @@ def analyze(prompt: str) -> tuple[list[float], list[bytes]]:
     # errors hardly rise with them), and its steps follow its quantities; the size and the words of a
     # prompt, which the other features read, say little within such problems. "Word problem" here: prose
     # with at least two quantities, no options, no LaTeX but prices in dollars, no formula operators, two
-    # code words at most ("class" and "return" are English too), three lines at most. Counted from a typical
-    # word problem's six quantities, so it orders word problems among themselves rather than moving them
-    # as a group, and capped: beyond sixteen numbers a prompt is a table rather than a harder problem.
+    # code words at most ("class" and "return" are English too), three lines at most. Counted above three
+    # quantities only: below, a problem takes a step or two, or is a riddle whose few numbers say nothing
+    # ("Three boxes are labeled ..."; centred on six, this feature sent such riddles to the weak model).
+    # Capped: beyond sixteen numbers a prompt is a table rather than a harder problem.
     quantities = len(numbers) + quantity_words
     prose = quantities >= 2 and options < 2 and code < 3 and lines <= 3 and not flags & _LATEX_BIT
     if prose and latex:
