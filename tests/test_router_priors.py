@@ -270,16 +270,19 @@ def test_mt_bench_style_categories_rank_by_the_strong_models_gain(router):
 # at every step count. A weak model's errors on such problems rise with the steps, a strong model's
 # hardly; the routers should rank them by their steps. Spearman correlation of score and steps: lexical
 # 0.125, learned 0.175 before the word-problem feature (routers/lexical.py: wp_quantities); 0.886 and
-# 0.845 with it.
-WORD_PROBLEMS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "word_problems_probe.jsonl")
+# 0.845 with it. A second probe, 64 problems written as exams write them rather than to that plan
+# (irrelevant numbers such as years and ages in about a third, quantities as words in another third,
+# terse many-step problems with few numbers): 0.180 and 0.108 before, 0.586 and 0.553 with it.
+PROBES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 
 
 @pytest.mark.parametrize("router", [LexicalRouter, LearnedRouter])
-def test_word_problems_rank_by_their_steps(router):
-    with open(WORD_PROBLEMS, encoding="utf-8") as f:
+@pytest.mark.parametrize("probe, at_least", [("word_problems_probe.jsonl", 0.7), ("word_problems_natural.jsonl", 0.45)])
+def test_word_problems_rank_by_their_steps(router, probe, at_least):
+    with open(os.path.join(PROBES, probe), encoding="utf-8") as f:
         rows = [json.loads(line) for line in f]
     assert sorted({r["steps"] for r in rows}) == list(range(1, 9))
-    assert spearman([r["steps"] for r in rows], router().score_batch([r["prompt"] for r in rows])) >= 0.7
+    assert spearman([r["steps"] for r in rows], router().score_batch([r["prompt"] for r in rows])) >= at_least
 
 
 @needs_data

@@ -1,5 +1,5 @@
 """scripts/word_slope.py: the word-problem feature's weight, fitted on the word problems alone; and the
-word problems it is fitted on are not the held-out probe's (tests/data/word_problems_probe.jsonl)."""
+word problems it is fitted on are not the held-out probes' (tests/data/word_problems_*.jsonl)."""
 
 from __future__ import annotations
 
@@ -34,11 +34,12 @@ def read(path: Path) -> list[dict]:
         return [json.loads(line) for line in f]
 
 
-def test_training_problems_and_probe_problems_are_apart():
+@pytest.mark.parametrize("probe", ["word_problems_probe.jsonl", "word_problems_natural.jsonl"])
+def test_training_problems_and_probe_problems_are_apart(probe):
     train = read(ROOT / "scripts" / "word_problems.jsonl")
-    probe = read(ROOT / "tests" / "data" / "word_problems_probe.jsonl")
-    assert {r["steps"] for r in train} == {r["steps"] for r in probe} == set(range(1, 9))
+    rows = read(ROOT / "tests" / "data" / probe)
+    assert {r["steps"] for r in train} == {r["steps"] for r in rows} == set(range(1, 9))
     words = [set(r["prompt"].lower().split()) for r in train]
-    for p in probe:
+    for p in rows:
         q = set(p["prompt"].lower().split())
         assert max(len(q & w) / len(q | w) for w in words) < 0.5, p["prompt"]
