@@ -310,18 +310,19 @@ def analyze(prompt: str) -> tuple[list[float], list[bytes]]:
     # A grade-school word problem is harder for a weak model the more steps it takes (a strong model's
     # errors hardly rise with them), and its steps follow its quantities; the size and the words of a
     # prompt, which the other features read, say little within such problems. "Word problem" here: prose
-    # with at least two quantities, no options, no LaTeX but prices in dollars, no formula operators, two
+    # with more than three quantities, no options, no LaTeX but prices in dollars, no formula operators, two
     # code words at most ("class" and "return" are English too), three lines at most. Counted above three
     # quantities only: below, a problem takes a step or two, or is a riddle whose few numbers say nothing
-    # ("Three boxes are labeled ..."; centred on six, this feature sent such riddles to the weak model).
+    # ("Three boxes are labeled ..."; centred on six, this feature sent such riddles to the weak model);
+    # and most prompts stop at that first test.
     # Capped: beyond sixteen numbers a prompt is a table rather than a harder problem.
     quantities = len(numbers) + quantity_words
-    prose = quantities >= 2 and options < 2 and code < 3 and lines <= 3 and not flags & _LATEX_BIT
+    prose = quantities > 3 and options < 2 and code < 3 and lines <= 3 and not flags & _LATEX_BIT
     if prose and latex:
         prose = latex == 1 and b"$" in b and _MONEY_RE.search(b) is None
     if prose and mathops:
         prose = len(b.translate(None, _FORMULA_OPS)) == n
-    feats.append(max(0.0, math.log1p(min(quantities, _MAX_QUANTITIES)) - _FEW_QUANTITIES) if prose else 0.0)
+    feats.append(math.log1p(min(quantities, _MAX_QUANTITIES)) - _FEW_QUANTITIES if prose else 0.0)
     return feats, toks
 
 
